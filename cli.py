@@ -1,0 +1,119 @@
+"""`embed`: the command-line front end.
+
+    embed --op conv --shape n=1,c=3,h=224,w=224,k=64,r=3,s=3,stride=1,pad=1
+    embed --op conv --shape ... --list-embeddings [--json]
+    embed sim BUNDLE --out DIR          embed disasm BUNDLE
+    embed deepbench --suite conv --set server --out results/
+    embed bench-sim | bench-embed       (benchmarks)
+
+Every user mistake surfaces as an `EmbedderError` and is printed as one line.
+Command bodies import their stage lazily so `embed --help` stays fast.
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from embedder.errors import EmbedderError
+
+DEFAULT_SPEC = "pynq_1x16x16"
+
+
+class OneLineErrors(click.Group):
+    """Report user errors on one line instead of a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except EmbedderError as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=OneLineErrors, invoke_without_command=True)
+@click.option("--op", "op_name", help="Operator: conv, gemm, dense, add, relu, maxpool, requantize.")
+@click.option("--shape", help="Operator parameters, e.g. n=1,c=3,h=224,w=224,k=64,r=3,s=3,stride=1,pad=1.")
+@click.option("--hw", default=DEFAULT_SPEC, show_default=True, help="Hardware spec name or path to a .toml spec.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write the program bundle and report here.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.option("--list-embeddings", is_flag=True, help="Only enumerate embeddings, ranked by predicted cost.")
+@click.option("--time-limit", default=10.0, show_default=True, help="Solver time limit per solve, seconds.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the random test data.")
+@click.pass_context
+def main(ctx, op_name, shape, hw, out_dir, as_json, list_embeddings, time_limit, seed):
+    """Map an operator onto VTA, run it on the simulator and verify it bit-exactly."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if op_name is None:
+        click.echo(ctx.get_help())
+        return
+    if shape is None:
+        raise EmbedderError("--shape is required with --op")
+    if list_embeddings:
+        from embedder.commands.embeddings import list_embeddings_command
+
+        list_embeddings_command(op_name, shape, hw, as_json, time_limit)
+    else:
+        from embedder.commands.compile import compile_command
+
+        compile_command(op_name, shape, hw, out_dir, as_json, time_limit, seed)
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory for dram.bin and stats.json.")
+@click.option("--timing-only", is_flag=True, help="Run the cycle model only, without data.")
+@click.option("--lenient", is_flag=True, help="Do not report races and back-to-back accumulation (strict is the default).")
+def sim(bundle, out_dir, timing_only, lenient):
+    """Run a program bundle; write the final dram.bin and stats.json."""
+    from embedder.commands.simulate import sim_command
+
+    sim_command(bundle, out_dir, timing_only, strict=not lenient)
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
+def disasm(bundle):
+    """Print a program bundle's instructions, one a line, with decoded fields and tokens."""
+    from embedder.commands.simulate import disasm_command
+
+    disasm_command(bundle)
+
+
+@main.command("bench-sim")
+@click.option("--hw", default=DEFAULT_SPEC, show_default=True)
+def bench_sim(hw):
+    """Benchmark the simulator: functional GMAC/s and timing-only instructions/s."""
+    from embedder.commands.simulate import bench_sim_command
+
+    bench_sim_command(hw)
+
+
+@main.command("bench-embed")
+@click.option("--hw", default=DEFAULT_SPEC, show_default=True)
+@click.option("--time-limit", default=5.0, show_default=True)
+def bench_embed(hw, time_limit):
+    """Benchmark embedding enumeration over every DeepBench inference operator."""
+    from embedder.commands.embeddings import bench_embed_command
+
+    bench_embed_command(hw, time_limit)
+
+
+@main.command()
+@click.option("--suite", type=click.Choice(["conv", "gemm", "all"]), default="all", show_default=True)
+@click.option("--set", "op_set", type=click.Choice(["server", "device", "all"]), default="all", show_default=True)
+@click.option("--hw", default=DEFAULT_SPEC, show_default=True)
+@click.option("--jobs", default=2, show_default=True)
+@click.option("--out", "out_dir", default="results", show_default=True, type=click.Path(file_okay=False))
+@click.option("--quick", is_flag=True, help="A small representative subset (CI, README).")
+@click.option("--timing-only", is_flag=True, help="Skip functional simulation of the full-size programs.")
+def deepbench(suite, op_set, hw, jobs, out_dir, quick, timing_only):
+    """Evaluate DeepBench inference operators with the baseline and the embedder."""
+    from embedder.commands.evaluate import deepbench_command
+
+    deepbench_command(suite, op_set, hw, jobs, out_dir, quick, timing_only)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""VTA instruction-embedding compiler.
+
+Flow, one direction only:
+operator -> dataflow -> embedding -> schedule -> program -> simulator -> report.
+"""

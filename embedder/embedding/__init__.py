@@ -1,0 +1,1 @@
+"""Embedding of instruction patterns into operators (CP-SAT)."""

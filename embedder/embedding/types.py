@@ -1,0 +1,190 @@
+"""What an embedding is: the contract between the solver and the code generator.
+
+An embedding of the GEMM pattern acc[b, o] += inp[b, i] * wgt[o, i] into an
+operator loop nest says
+
+* which operator tensor plays each pattern operand (`operand_map`),
+* for each pattern lane axis (b, i, o), which operator dimensions are
+  flattened into its lanes (`LaneGroup`): lane `l` of block `j` covers the
+  flat index `j * lanes + l` of those dimensions, row-major, and lanes past
+  their extent are padding (zero operands, results discarded);
+* which operator dimensions stay loops around the instruction (`loop_dims`).
+
+From that, `tensor_layout` derives the DRAM layout of every operand: a grid
+of memory elements whose lanes hold operator elements, replicated when lanes
+and loops meet in one index expression (im2col), zero where padding.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import ceil, gcd, prod
+
+import numpy as np
+
+from embedder.ops.ir import Access, Affine, LoopNest
+
+# Lane axes of the GEMM pattern and the pattern operands each one indexes.
+PATTERN_OPERAND_AXES = {"acc": ("b", "o"), "inp": ("b", "i"), "wgt": ("o", "i")}
+
+
+@dataclass(frozen=True)
+class LaneGroup:
+    axis: str  # pattern lane axis: "b", "i" or "o"
+    lanes: int  # BATCH, BLOCK_IN or BLOCK_OUT
+    dims: tuple[str, ...]  # operator dims flattened into the lanes, outermost first
+    sizes: tuple[int, ...]
+
+    @property
+    def extent(self) -> int:
+        return prod(self.sizes)
+
+    @property
+    def blocks(self) -> int:
+        return ceil(self.extent / self.lanes)
+
+    @property
+    def block_dim(self) -> str:
+        """Name of the loop over this group's blocks."""
+        return f"{self.axis}_block"
+
+    @property
+    def used_fraction(self) -> float:
+        return self.extent / (self.blocks * self.lanes)
+
+    def coords(self, block, lane) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Operator coordinates covered by (block, lane), and which lanes are real (not padding)."""
+        flat = np.asarray(block) * self.lanes + np.asarray(lane)
+        valid = flat < self.extent
+        coords = {}
+        remaining = np.where(valid, flat, 0)
+        for name, size in reversed(list(zip(self.dims, self.sizes))):
+            coords[name] = remaining % size
+            remaining = remaining // size
+        return coords, valid
+
+
+@dataclass(frozen=True)
+class GridAxis:
+    """One axis of a tensor's element grid, addressed by an affine function of loop dims."""
+
+    name: str
+    extent: int
+    expr: Affine  # grid coordinate as a function of loop dims and block loops
+
+
+@dataclass(frozen=True)
+class TensorLayout:
+    """DRAM layout of one operand: a row-major grid of memory elements of lane shape `lane_axes`."""
+
+    tensor: str
+    operand: str  # pattern operand: acc, inp or wgt
+    grid: tuple[GridAxis, ...]
+    lane_axes: tuple[str, ...]  # e.g. ("b", "i") for inp
+    replication: float  # elements stored per distinct operator element (im2col > 1)
+
+    @property
+    def grid_shape(self) -> tuple[int, ...]:
+        return tuple(axis.extent for axis in self.grid)
+
+    @property
+    def elements(self) -> int:
+        return prod(self.grid_shape)
+
+
+@dataclass(frozen=True)
+class Embedding:
+    pattern: str
+    operand_map: dict[str, str]  # pattern operand -> operator tensor
+    groups: tuple[LaneGroup, ...]  # one per pattern lane axis
+    loop_dims: tuple[str, ...]  # operator dims iterated around the instruction
+
+    def group(self, axis: str) -> LaneGroup:
+        return next(group for group in self.groups if group.axis == axis)
+
+    def describe(self) -> str:
+        lanes = ", ".join(f"{g.axis}<-({'*'.join(g.dims) or '-'})" for g in self.groups)
+        return f"{lanes}; loops {','.join(self.loop_dims) or '-'}"
+
+    def instruction_count(self, sizes: dict[str, int]) -> int:
+        """GEMM micro-op iterations needed: one per block combination and loop point."""
+        return prod(group.blocks for group in self.groups) * prod(sizes[d] for d in self.loop_dims)
+
+
+def _split_by_lanes(expr: Affine, lane_dims: set[str]) -> tuple[Affine, Affine]:
+    lane_terms = tuple(term for term in expr.terms if term[0] in lane_dims)
+    loop_terms = tuple(term for term in expr.terms if term[0] not in lane_dims)
+    return Affine(lane_terms, 0), Affine(loop_terms, expr.offset)
+
+
+def tensor_layout(nest: LoopNest, embedding: Embedding, operand: str) -> TensorLayout:
+    """Derive the element grid of one pattern operand.
+
+    Grid axes, outermost first: the block loop of each lane group the operand
+    uses (in the order of `PATTERN_OPERAND_AXES`), then one axis per tensor
+    index expression that has loop dimensions.  Such an axis is addressed by
+    the loop part of the expression divided by the gcd of its coefficients,
+    so oh*stride + r*dilation (both loops) becomes one row axis shared by all
+    filter rows (no replication), while ow*stride + s with s in the lanes
+    becomes an axis over ow whose elements each hold a window of s
+    (replication, as in im2col).
+    """
+    access = nest.access(embedding.operand_map[operand])
+    lane_axes = PATTERN_OPERAND_AXES[operand]
+    groups = [embedding.group(axis) for axis in lane_axes]
+    lane_dims = {dim for group in groups for dim in group.dims}
+    sizes = nest.sizes
+    grid = [GridAxis(group.block_dim, group.blocks, Affine.of(group.block_dim)) for group in groups]
+    for position, expr in enumerate(access.index):
+        _, loop_part = _split_by_lanes(expr, lane_dims)
+        if not loop_part.terms:
+            continue
+        step = 0
+        for _, coef in loop_part.terms:
+            step = gcd(step, abs(coef))
+        lowest = sum(min(0, coef * (sizes[d] - 1)) for d, coef in loop_part.terms)
+        highest = sum(max(0, coef * (sizes[d] - 1)) for d, coef in loop_part.terms)
+        scaled = Affine(tuple((d, coef // step) for d, coef in loop_part.terms), -lowest // step)
+        grid.append(GridAxis(f"{access.tensor}{position}", (highest - lowest) // step + 1, scaled))
+    distinct = prod(access.shape)
+    lanes = prod(group.lanes for group in groups)
+    stored = prod(axis.extent for axis in grid) * lanes
+    return TensorLayout(access.tensor, operand, tuple(grid), lane_axes, stored / distinct)
+
+
+def source_indices(nest: LoopNest, embedding: Embedding, layout: TensorLayout) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """For every lane of every grid element, the operator tensor index it holds.
+
+    Returns (index arrays, valid mask), each of shape grid_shape + lane_shape;
+    invalid lanes (padding lanes or reads outside the tensor) hold zero.  The
+    host layout transform is then a single numpy gather.
+    """
+    access = nest.access(layout.tensor)
+    groups = [embedding.group(axis) for axis in layout.lane_axes]
+    lane_dims = {dim for group in groups for dim in group.dims}
+    shape = layout.grid_shape + tuple(group.lanes for group in groups)
+    rank = len(shape)
+    grid_index = {axis.name: np.arange(axis.extent).reshape([-1 if k == n else 1 for k in range(rank)])
+                  for n, axis in enumerate(layout.grid)}
+    valid = np.ones(shape, dtype=bool)
+    point: dict[str, np.ndarray] = {}
+    for position, group in enumerate(groups):
+        lane = np.arange(group.lanes).reshape([-1 if k == len(layout.grid) + position else 1 for k in range(rank)])
+        coords, lane_valid = group.coords(grid_index[group.block_dim], lane)
+        point.update(coords)
+        valid &= lane_valid
+    indices = []
+    loop_axes = iter(axis for axis in layout.grid if axis.name.startswith(access.tensor))
+    for expr in access.index:
+        lane_part, loop_part = _split_by_lanes(expr, lane_dims)
+        value = lane_part.evaluate(point) if lane_part.terms else 0
+        if loop_part.terms:
+            axis = next(loop_axes)
+            step = abs(loop_part.terms[0][1]) // abs(axis.expr.terms[0][1])
+            value = value + (grid_index[axis.name] * step - axis.expr.offset * step) + loop_part.offset
+        else:
+            value = value + loop_part.offset
+        indices.append(np.broadcast_to(value, shape))
+    for index, bound in zip(indices, access.shape):
+        valid &= (index >= 0) & (index < bound)
+    clipped = tuple(np.where(valid, index, 0) for index in indices)
+    return clipped, valid

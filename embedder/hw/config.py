@@ -1,0 +1,383 @@
+"""One configuration object from which every VTA size and field width derives.
+
+The LOG_* keys of a hardware spec (vta-isa.md section 1) fix data widths, the
+GEMM core shape and buffer sizes.  Everything else -- element bytes, buffer
+depths, index bits and the bit position of every instruction field -- is
+computed here, so no other module hard-codes a width.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from embedder.errors import SpecError
+
+LOG_KEYS = (
+    "LOG_INP_WIDTH",
+    "LOG_WGT_WIDTH",
+    "LOG_ACC_WIDTH",
+    "LOG_BATCH",
+    "LOG_BLOCK",
+    "LOG_UOP_BUFF_SIZE",
+    "LOG_INP_BUFF_SIZE",
+    "LOG_WGT_BUFF_SIZE",
+    "LOG_ACC_BUFF_SIZE",
+    "LOG_BUS_WIDTH",
+)
+
+# Fixed ISA widths (hw_spec_const.h); they do not depend on the configuration.
+OPCODE_BITS = 3
+MEMORY_TYPE_BITS = 3
+SRAM_ADDR_BITS = 16
+DRAM_ADDR_BITS = 32
+MEM_SIZE_BITS = 16
+MEM_STRIDE_BITS = 16
+MEM_PAD_BITS = 4
+LOOP_ITER_BITS = 14
+ALU_OPCODE_BITS = 3
+ALU_IMM_BITS = 16
+INSN_BITS = 128
+UOP_BITS = 32
+
+
+@dataclass(frozen=True)
+class BitField:
+    name: str
+    lsb: int
+    width: int
+    signed: bool = False
+
+    @property
+    def msb(self) -> int:
+        return self.lsb + self.width - 1
+
+    @property
+    def max_value(self) -> int:
+        return (1 << (self.width - 1)) - 1 if self.signed else (1 << self.width) - 1
+
+    @property
+    def min_value(self) -> int:
+        return -(1 << (self.width - 1)) if self.signed else 0
+
+
+def pack_bitfields(fields: list[tuple[str, int] | tuple[str, int, bool]], word_bits: int) -> tuple[BitField, ...]:
+    """Lay out C bit-fields of one storage-unit type the way GCC does on x86-64.
+
+    Fields are placed from bit 0 upward; a field that would straddle a
+    `word_bits` boundary starts at the next boundary instead.
+    """
+    placed = []
+    position = 0
+    for entry in fields:
+        name, width = entry[0], entry[1]
+        signed = entry[2] if len(entry) > 2 else False
+        if position // word_bits != (position + width - 1) // word_bits:
+            position = (position // word_bits + 1) * word_bits
+        placed.append(BitField(name, position, width, signed))
+        position += width
+    return tuple(placed)
+
+
+def _log2_exact(value: int, what: str) -> int:
+    if value <= 0 or value & (value - 1):
+        raise SpecError(f"{what} = {value} is not a power of two")
+    return value.bit_length() - 1
+
+
+@dataclass(frozen=True)
+class HwConfig:
+    """A VTA hardware configuration and everything derived from it."""
+
+    LOG_INP_WIDTH: int
+    LOG_WGT_WIDTH: int
+    LOG_ACC_WIDTH: int
+    LOG_BATCH: int
+    LOG_BLOCK: int
+    LOG_UOP_BUFF_SIZE: int
+    LOG_INP_BUFF_SIZE: int
+    LOG_WGT_BUFF_SIZE: int
+    LOG_ACC_BUFF_SIZE: int
+    LOG_BUS_WIDTH: int
+    name: str = field(default="custom", compare=False)
+
+    # -- data widths -------------------------------------------------------
+    @property
+    def inp_width(self) -> int:
+        return 1 << self.LOG_INP_WIDTH
+
+    @property
+    def wgt_width(self) -> int:
+        return 1 << self.LOG_WGT_WIDTH
+
+    @property
+    def acc_width(self) -> int:
+        return 1 << self.LOG_ACC_WIDTH
+
+    @property
+    def out_width(self) -> int:
+        return self.inp_width
+
+    # -- GEMM core shape ---------------------------------------------------
+    @property
+    def batch(self) -> int:
+        return 1 << self.LOG_BATCH
+
+    @property
+    def block_in(self) -> int:
+        return 1 << self.LOG_BLOCK
+
+    @property
+    def block_out(self) -> int:
+        return 1 << self.LOG_BLOCK
+
+    @property
+    def macs_per_cycle(self) -> int:
+        return self.batch * self.block_in * self.block_out
+
+    # -- memory elements (bits, then bytes) --------------------------------
+    @property
+    def inp_elem_bits(self) -> int:
+        return self.batch * self.block_in * self.inp_width
+
+    @property
+    def wgt_elem_bits(self) -> int:
+        return self.block_out * self.block_in * self.wgt_width
+
+    @property
+    def acc_elem_bits(self) -> int:
+        return self.batch * self.block_out * self.acc_width
+
+    @property
+    def out_elem_bits(self) -> int:
+        return self.batch * self.block_out * self.out_width
+
+    @property
+    def inp_elem_bytes(self) -> int:
+        return self.inp_elem_bits // 8
+
+    @property
+    def wgt_elem_bytes(self) -> int:
+        return self.wgt_elem_bits // 8
+
+    @property
+    def acc_elem_bytes(self) -> int:
+        return self.acc_elem_bits // 8
+
+    @property
+    def out_elem_bytes(self) -> int:
+        return self.out_elem_bits // 8
+
+    @property
+    def uop_elem_bytes(self) -> int:
+        return UOP_BITS // 8
+
+    @property
+    def acc8_elem_bytes(self) -> int:
+        """DRAM bytes of one ACC_8BIT element: BATCH x BLOCK_OUT int8 values."""
+        return self.batch * self.block_out
+
+    # -- buffers -----------------------------------------------------------
+    @property
+    def uop_buff_bytes(self) -> int:
+        return 1 << self.LOG_UOP_BUFF_SIZE
+
+    @property
+    def inp_buff_bytes(self) -> int:
+        return 1 << self.LOG_INP_BUFF_SIZE
+
+    @property
+    def wgt_buff_bytes(self) -> int:
+        return 1 << self.LOG_WGT_BUFF_SIZE
+
+    @property
+    def acc_buff_bytes(self) -> int:
+        return 1 << self.LOG_ACC_BUFF_SIZE
+
+    @property
+    def out_buff_bytes(self) -> int:
+        return self.acc_buff_bytes * self.out_width // self.acc_width
+
+    @property
+    def uop_depth(self) -> int:
+        return self.uop_buff_bytes // self.uop_elem_bytes
+
+    @property
+    def inp_depth(self) -> int:
+        return self.inp_buff_bytes // self.inp_elem_bytes
+
+    @property
+    def wgt_depth(self) -> int:
+        return self.wgt_buff_bytes // self.wgt_elem_bytes
+
+    @property
+    def acc_depth(self) -> int:
+        return self.acc_buff_bytes // self.acc_elem_bytes
+
+    @property
+    def out_depth(self) -> int:
+        return self.out_buff_bytes // self.out_elem_bytes
+
+    @property
+    def uop_index_bits(self) -> int:
+        return _log2_exact(self.uop_depth, "uop buffer depth")
+
+    @property
+    def inp_index_bits(self) -> int:
+        return _log2_exact(self.inp_depth, "inp buffer depth")
+
+    @property
+    def wgt_index_bits(self) -> int:
+        return _log2_exact(self.wgt_depth, "wgt buffer depth")
+
+    @property
+    def acc_index_bits(self) -> int:
+        return _log2_exact(self.acc_depth, "acc buffer depth")
+
+    # -- bus ---------------------------------------------------------------
+    @property
+    def bus_bytes(self) -> int:
+        return (1 << self.LOG_BUS_WIDTH) // 8
+
+    # -- instruction and micro-op field layouts -----------------------------
+    @cached_property
+    def head_fields(self) -> list[tuple[str, int]]:
+        return [
+            ("opcode", OPCODE_BITS),
+            ("pop_prev_dep", 1),
+            ("pop_next_dep", 1),
+            ("push_prev_dep", 1),
+            ("push_next_dep", 1),
+        ]
+
+    @cached_property
+    def mem_layout(self) -> tuple[BitField, ...]:
+        """LOAD / STORE fields (VTAMemInsn)."""
+        return pack_bitfields(
+            self.head_fields
+            + [
+                ("memory_type", MEMORY_TYPE_BITS),
+                ("sram_base", SRAM_ADDR_BITS),
+                ("dram_base", DRAM_ADDR_BITS),
+                ("y_size", MEM_SIZE_BITS),
+                ("x_size", MEM_SIZE_BITS),
+                ("x_stride", MEM_STRIDE_BITS),
+                ("y_pad_0", MEM_PAD_BITS),
+                ("y_pad_1", MEM_PAD_BITS),
+                ("x_pad_0", MEM_PAD_BITS),
+                ("x_pad_1", MEM_PAD_BITS),
+            ],
+            64,
+        )
+
+    def _loop_fields(self) -> list[tuple[str, int]]:
+        return self.head_fields + [
+            ("reset_reg", 1),
+            ("uop_bgn", self.uop_index_bits),
+            ("uop_end", self.uop_index_bits + 1),
+            ("iter_out", LOOP_ITER_BITS),
+            ("iter_in", LOOP_ITER_BITS),
+        ]
+
+    @cached_property
+    def gemm_layout(self) -> tuple[BitField, ...]:
+        """GEMM fields (VTAGemInsn)."""
+        return pack_bitfields(
+            self._loop_fields()
+            + [
+                ("dst_factor_out", self.acc_index_bits),
+                ("dst_factor_in", self.acc_index_bits),
+                ("src_factor_out", self.inp_index_bits),
+                ("src_factor_in", self.inp_index_bits),
+                ("wgt_factor_out", self.wgt_index_bits),
+                ("wgt_factor_in", self.wgt_index_bits),
+            ],
+            64,
+        )
+
+    @cached_property
+    def alu_layout(self) -> tuple[BitField, ...]:
+        """ALU fields (VTAAluInsn); the immediate is a signed bit-field."""
+        return pack_bitfields(
+            self._loop_fields()
+            + [
+                ("dst_factor_out", self.acc_index_bits),
+                ("dst_factor_in", self.acc_index_bits),
+                ("src_factor_out", self.acc_index_bits),
+                ("src_factor_in", self.acc_index_bits),
+                ("alu_opcode", ALU_OPCODE_BITS),
+                ("use_imm", 1),
+                ("imm", ALU_IMM_BITS, True),
+            ],
+            64,
+        )
+
+    @cached_property
+    def finish_layout(self) -> tuple[BitField, ...]:
+        return pack_bitfields(self.head_fields, 64)
+
+    @cached_property
+    def uop_layout(self) -> tuple[BitField, ...]:
+        """Micro-op fields (VTAUop)."""
+        return pack_bitfields(
+            [
+                ("dst_idx", self.acc_index_bits),
+                ("src_idx", max(self.acc_index_bits, self.inp_index_bits)),
+                ("wgt_idx", self.wgt_index_bits),
+            ],
+            32,
+        )
+
+    # -- validation --------------------------------------------------------
+    def validate(self) -> None:
+        """Reject configurations whose instructions or micro-ops do not fit.
+
+        Raises SpecError naming the first violated limit.
+        """
+        for key in LOG_KEYS:
+            if getattr(self, key) < 0:
+                raise SpecError(f"{key} = {getattr(self, key)} must be >= 0")
+        if self.inp_width != 8 or self.wgt_width != 8:
+            raise SpecError("only 8-bit inputs and weights are supported (LOG_INP_WIDTH = LOG_WGT_WIDTH = 3)")
+        if self.LOG_BUS_WIDTH < 3:
+            raise SpecError(f"LOG_BUS_WIDTH = {self.LOG_BUS_WIDTH} is narrower than one byte")
+        for what, bits in (
+            ("inp element", self.inp_elem_bits),
+            ("wgt element", self.wgt_elem_bits),
+            ("acc element", self.acc_elem_bits),
+            ("out element", self.out_elem_bits),
+        ):
+            if bits % 8:
+                raise SpecError(f"{what} of {bits} bits is not a whole number of bytes")
+        for what, depth in (
+            ("uop", self.uop_buff_bytes / self.uop_elem_bytes),
+            ("inp", self.inp_buff_bytes / self.inp_elem_bytes),
+            ("wgt", self.wgt_buff_bytes / self.wgt_elem_bytes),
+            ("acc", self.acc_buff_bytes / self.acc_elem_bytes),
+        ):
+            if depth < 1 or depth != int(depth):
+                raise SpecError(f"the {what} buffer holds {depth} elements; it must hold a whole number >= 1")
+        for kind, layout, limit in (
+            ("LOAD/STORE", self.mem_layout, INSN_BITS),
+            ("GEMM", self.gemm_layout, INSN_BITS),
+            ("ALU", self.alu_layout, INSN_BITS),
+            ("micro-op", self.uop_layout, UOP_BITS),
+        ):
+            end = layout[-1].msb + 1
+            if end > limit:
+                raise SpecError(f"a {kind} needs {end} bits with this configuration; it must fit {limit}")
+        for what, depth in (("inp", self.inp_depth), ("wgt", self.wgt_depth), ("acc", self.acc_depth), ("uop", self.uop_depth)):
+            if depth > 1 << SRAM_ADDR_BITS:
+                raise SpecError(f"the {what} buffer depth {depth} exceeds the 16-bit sram_base field")
+
+    def log_keys(self) -> dict[str, int]:
+        """The LOG_* keys as written in a bundle's `hw` object."""
+        return {key: getattr(self, key) for key in LOG_KEYS}
+
+    @classmethod
+    def from_log_keys(cls, keys: dict, name: str = "custom") -> "HwConfig":
+        missing = [key for key in LOG_KEYS if key not in keys]
+        if missing:
+            raise SpecError(f"hardware configuration lacks {', '.join(missing)}")
+        config = cls(**{key: int(keys[key]) for key in LOG_KEYS}, name=name)
+        config.validate()
+        return config

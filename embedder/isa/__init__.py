@@ -1,0 +1,1 @@
+"""The VTA ISA: instructions, encoding and program bundles."""

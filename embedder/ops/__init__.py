@@ -1,0 +1,1 @@
+"""Operators: validated parameters and their affine loop nests."""
