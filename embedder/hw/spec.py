@@ -46,7 +46,7 @@ class HwSpec:
 
 
 def specs_dir() -> Path:
-    """The installed copy of `isa_specs/` (mapped into the package by pyproject.toml)."""
+    """`isa_specs/` (embedder/isa_specs links to it in a checkout and is a copy when installed)."""
     return Path(str(resources.files("embedder.isa_specs")))
 
 
