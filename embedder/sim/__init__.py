@@ -1,0 +1,1 @@
+"""Reference simulator: cycle model, strict-mode hazard checks and functional execution."""
