@@ -1,0 +1,1 @@
+"""The fixed-tiling reference strategy the embedder is compared against (design.md)."""
