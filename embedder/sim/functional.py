@@ -265,69 +265,74 @@ def _gemm(state: MachineState, insn: Gemm) -> None:
 # Float32 holds every partial sum of int8 x int8 products exactly while
 # |sum| <= 2^24, i.e. for BLOCK_IN <= 2^24 / 2^14 = 1024: BLAS stays bit-exact.
 _EXACT_FLOAT32_BLOCK_IN = 1024
-# Multiply all distinct (input, weight) pairs at once when that wastes at most
-# this factor of MACs over the pairs actually used.
-_DENSE_PAIR_WASTE = 8
-# Below this many iterations per distinct weight (or input), grouping does not pay.
-_MIN_GROUP_ROWS = 8
-_CHUNK_ITERATIONS = 1 << 15
+# Group iterations by their shared operand when padding the groups to equal
+# size costs at most this factor of extra rows.
+_MAX_GROUP_PADDING = 2
+_CHUNK_ITERATIONS = 1 << 14
 
 
 def _gemm_products(inp: np.ndarray, wgt: np.ndarray, src: np.ndarray, wgt_idx: np.ndarray) -> np.ndarray:
-    """products[t][b][o] = sum_k inp[src[t]][b][k] * wgt[wgt_idx[t]][o][k], as int64.
+    """products[t][b][o] = sum_k inp[src[t]][b][k] * wgt[wgt_idx[t]][o][k], as int32.
 
-    Computed in float32 BLAS (exact, see _EXACT_FLOAT32_BLOCK_IN), choosing
-    the cheapest of three equivalent formulations by operand reuse.
+    Computed with float32 BLAS, exact (see _EXACT_FLOAT32_BLOCK_IN).  When
+    iterations share operands, they are grouped by the operand with fewer
+    distinct values (weights or inputs) and each group is one matrix product
+    against that operand, all groups in one batched matmul.
     """
     n = src.size
     batch, block_in = inp.shape[1:]
     block_out = wgt.shape[1]
     if block_in > _EXACT_FLOAT32_BLOCK_IN:
-        return np.einsum("tbk,tok->tbo", inp[src].astype(np.int64), wgt[wgt_idx].astype(np.int64))
-    unique_src, src_inverse = np.unique(src, return_inverse=True)
-    unique_wgt, wgt_inverse = np.unique(wgt_idx, return_inverse=True)
-    out = np.empty((n, batch, block_out), dtype=np.float32)
-    if unique_src.size * unique_wgt.size <= _DENSE_PAIR_WASTE * n:
-        # All pairs of distinct inputs and weights in one matrix product, then pick the used pairs.
-        x = inp[unique_src].reshape(-1, block_in).astype(np.float32)
-        w = wgt[unique_wgt].reshape(-1, block_in).astype(np.float32)
-        pairs = (x @ w.T).reshape(unique_src.size, batch, unique_wgt.size, block_out)
-        out[...] = pairs[src_inverse, :, wgt_inverse, :]
-    elif n >= _MIN_GROUP_ROWS * min(unique_src.size, unique_wgt.size):
-        by_weight = unique_wgt.size <= unique_src.size
-        keys = wgt_inverse if by_weight else src_inverse
-        order = np.argsort(keys, kind="stable")
-        starts = np.flatnonzero(np.diff(keys[order], prepend=-1))
-        ends = np.append(starts[1:], n)
-        x_all = inp.astype(np.float32)
-        w_all = wgt.astype(np.float32)
-        for start, end in zip(starts, ends):
-            rows = order[start:end]
-            if by_weight:
-                w = w_all[wgt_idx[rows[0]]]
-                out[rows] = x_all[src[rows]] @ w.T
-            else:
-                x = x_all[src[rows[0]]]
-                out[rows] = np.swapaxes(w_all[wgt_idx[rows]] @ x.T, 1, 2)
-    else:
+        return np.einsum("tbk,tok->tbo", inp[src].astype(np.int64), wgt[wgt_idx].astype(np.int64)).astype(np.int32)
+    unique_wgt, wgt_group = np.unique(wgt_idx, return_inverse=True)
+    unique_src, src_group = np.unique(src, return_inverse=True)
+    by_weight = unique_wgt.size <= unique_src.size
+    group = wgt_group if by_weight else src_group
+    groups = unique_wgt.size if by_weight else unique_src.size
+    sizes = np.bincount(group, minlength=groups)
+    rows = int(sizes.max())
+    if groups * rows > _MAX_GROUP_PADDING * n:
+        out = np.empty((n, batch, block_out), dtype=np.float32)
         for start in range(0, n, _CHUNK_ITERATIONS):
             part = slice(start, start + _CHUNK_ITERATIONS)
             out[part] = np.matmul(inp[src[part]].astype(np.float32),
-                                  np.swapaxes(wgt[wgt_idx[part]].astype(np.float32), 1, 2))
-    return out.astype(np.int64)
+                                  np.swapaxes(wgt[wgt_idx[part]], 1, 2).astype(np.float32))
+        return out.astype(np.int32)
+    order = np.argsort(group, kind="stable")
+    sorted_group = group[order]
+    group_starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    # Slot of each sorted iteration in the padded (groups x rows) grid, flattened.
+    slot = sorted_group * rows + (np.arange(n) - group_starts[sorted_group])
+    if by_weight:
+        x = np.zeros((groups * rows, batch, block_in), dtype=np.float32)
+        x[slot] = inp[src[order]]
+        w = np.swapaxes(wgt[unique_wgt], 1, 2).astype(np.float32)  # (groups, k, o)
+        y = np.matmul(x.reshape(groups, rows * batch, block_in), w)
+        grouped = y.reshape(groups * rows, batch, block_out)[slot]
+    else:
+        w = np.zeros((groups * rows, block_out, block_in), dtype=np.float32)
+        w[slot] = wgt[wgt_idx[order]]
+        x = np.swapaxes(inp[unique_src], 1, 2).astype(np.float32)  # (groups, k, b)
+        y = np.matmul(w.reshape(groups, rows * block_out, block_in), x)
+        grouped = np.swapaxes(y.reshape(groups * rows, block_out, batch)[slot], 1, 2)
+    out = np.empty((n, batch, block_out), dtype=np.int32)
+    out[order] = grouped
+    return out
 
 
 def _accumulate(acc: np.ndarray, dst: np.ndarray, values: np.ndarray) -> None:
-    """acc[dst[t]] += values[t] for every t (repeated dst add up), wrapping to int32."""
+    """acc[dst[t]] += values[t] for every t (repeated dst add up), wrapping to int32.
+
+    Addition modulo 2^32 is associative, so summing repeated targets in
+    wrapping int32 first and then adding to acc equals the sequential loop.
+    """
     order = np.argsort(dst, kind="stable")
     sorted_dst = dst[order]
     starts = np.flatnonzero(np.diff(sorted_dst, prepend=-1))
     targets = sorted_dst[starts]
-    if starts.size == dst.size:
-        sums = values[order]
-    else:
-        sums = np.add.reduceat(values[order], starts, axis=0)
-    acc[targets] = (acc[targets].astype(np.int64) + sums).astype(np.int32)
+    flat = values.reshape(values.shape[0], -1)[order]
+    sums = flat if starts.size == dst.size else np.add.reduceat(flat, starts, axis=0, dtype=np.int32)
+    acc[targets] += sums.reshape((-1,) + acc.shape[1:])
 
 
 def _alu_apply(op: AluOp, x: np.ndarray, y: np.ndarray) -> np.ndarray:
