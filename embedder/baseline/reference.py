@@ -48,7 +48,9 @@ from math import ceil
 from embedder.embedding.types import Embedding, LaneGroup
 from embedder.errors import InfeasibleError, OperatorError
 from embedder.hw.config import HwConfig
+from embedder.hw.spec import HwSpec
 from embedder.ops.ir import LoopNest
+from embedder.schedule.types import Schedule, schedule_dims
 
 THREADS = 2
 # Preference order of the virtual-thread split (last tie-break).
@@ -203,3 +205,33 @@ def reference_tiles(nest: LoopNest, config: HwConfig) -> ReferenceTiles:
         f"{nest.name}: no reference tile fits even at 1x1x1x1x1: a {problem.r_span}x{problem.s_span} input window "
         f"needs {problem.r_span * problem.s_span} of {config.inp_depth} inp elements and the "
         f"{problem.r}x{problem.s} filter {problem.r * problem.s} of {config.wgt_depth} wgt elements")
+
+
+# Tile-loop order of the reference schedule, outermost first: batch, output
+# channels, rows, columns, then the reduction (input-channel blocks and the
+# filter window, which is never split) -- the loop order of VTA's conv2d schedule.
+REFERENCE_ORDER = ("g", "b_block", "o_block", "oh", "ow", "n", "i_block", "r", "s")
+
+
+def reference_schedule(nest: LoopNest, spec: HwSpec) -> Schedule:
+    """The baseline's Schedule: reference embedding and the tile the rule picks.
+
+    The Schedule carries the per-thread tile (the code generator double-buffers
+    it): the split factor (co_f or h_f) is halved, every other factor is the
+    rule's, and the filter window and groups are never split.
+    """
+    embedding = reference_embedding(nest, spec.config)
+    tiles = reference_tiles(nest, spec.config)
+    factors = {"b_block": tiles.b_f, "i_block": tiles.ci_f, "o_block": tiles.co_f}
+    if _is_conv(nest):
+        factors.update(oh=tiles.h_f, ow=tiles.w_f)
+    else:
+        factors.update(n=tiles.h_f)
+    # The rule's row axis is the GEMM's n loop.
+    thread_dim = {"o_block": "o_block", "oh": "oh" if _is_conv(nest) else "n", None: None}[tiles.thread_axis]
+    if thread_dim is not None:
+        factors[thread_dim] //= 2
+    extents = schedule_dims(nest, embedding)
+    tile = {dim: factors.get(dim, extent) for dim, extent in extents.items()}
+    order = tuple(dim for dim in REFERENCE_ORDER if dim in extents)
+    return Schedule(embedding, tile, order, thread_dim)

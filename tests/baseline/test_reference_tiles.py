@@ -5,7 +5,7 @@ Default hardware (pynq_1x16x16): inp depth 2048 (1024 per thread), wgt depth
 """
 import pytest
 
-from embedder.baseline.reference import divisors, reference_embedding, reference_tiles, tile_problem
+from embedder.baseline.reference import divisors, reference_embedding, reference_schedule, reference_tiles, tile_problem
 from embedder.embedding.types import tensor_layout
 from embedder.errors import OperatorError
 from embedder.hw import load_spec
@@ -123,3 +123,17 @@ def test_other_operators_are_rejected():
                     Access("a", (4,), (Affine.of("x"),)), Access("b", (4,), (Affine.of("x"),)))
     with pytest.raises(OperatorError, match="pool"):
         reference_embedding(nest, CONFIG)
+
+
+def test_schedule_carries_the_per_thread_tile():
+    spec = load_spec("pynq_1x16x16")
+    nest = Conv2d(n=1, c=512, h=7, w=7, k=512, r=3, s=3, pad_h=1, pad_w=1).loop_nest()
+    schedule = reference_schedule(nest, spec)
+    # rule tile (1, 7, 7, 4, 16) with threads over co_f: each thread holds 8 output-channel blocks
+    assert schedule.tile == {"g": 1, "oh": 7, "ow": 7, "r": 3, "s": 3, "b_block": 1, "i_block": 4, "o_block": 8}
+    assert schedule.order == ("g", "b_block", "o_block", "oh", "ow", "i_block", "r", "s")
+    assert schedule.virtual_threads == "o_block"
+    gemm = reference_schedule(Gemm(m=35, n=700, k=2048).loop_nest(), spec)
+    # rule tile h_f = 140 over n, split by the threads: 70 columns each
+    assert gemm.tile == {"n": 70, "b_block": 1, "i_block": 4, "o_block": 3}
+    assert gemm.order == ("b_block", "o_block", "n", "i_block") and gemm.virtual_threads == "n"

@@ -1,0 +1,116 @@
+"""A resumable batch run: one JSON line per operator, written as soon as it is done.
+
+`run_batch` skips every operator whose key already has a row in the rows
+file (so an interrupted run resumes where it stopped), evaluates the rest in
+a process pool of `jobs` workers (in this process when jobs = 1), and appends
+each row the moment its operator finishes.  An operator whose evaluation
+raises is recorded as a row with status "error" and the exception, and the
+run goes on; delete its line to retry it.  Only this process writes the file,
+so rows never interleave; a line cut short by a hard kill is dropped on the
+next start.
+"""
+from __future__ import annotations
+
+import json
+import traceback
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from time import perf_counter
+from typing import Callable, Iterable
+
+from tqdm import tqdm
+
+from embedder.errors import EmbedderError
+from embedder.evaluate.suite import SuiteOperator
+
+Evaluate = Callable[[SuiteOperator], dict]
+
+
+def read_rows(path: Path) -> list[dict]:
+    """Rows of a JSON-lines file; an unparsable line (a write cut short) is dropped and the file rewritten."""
+    if not path.is_file():
+        return []
+    rows, dropped = [], False
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            dropped = True
+    if dropped:
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return rows
+
+
+def append_row(path: Path, row: dict) -> None:
+    with path.open("a") as handle:
+        handle.write(json.dumps(row) + "\n")
+        handle.flush()
+
+
+def evaluate_safely(evaluate: Evaluate, item: SuiteOperator) -> dict:
+    """evaluate(item), or an error row naming the exception; always with key, label and wall time."""
+    start = perf_counter()
+    try:
+        row = evaluate(item)
+        row.setdefault("status", "ok")
+    except Exception as error:  # noqa: BLE001 -- any failure of one operator is recorded, the batch goes on
+        row = {"status": "error", "error": f"{type(error).__name__}: {error}",
+               "traceback": traceback.format_exc(limit=-4)}
+    return {"key": item.key, "suite": item.suite, "set": item.op_set, "label": item.label, "shape": item.shape,
+            "macs": item.op.macs, **row, "wall_seconds": round(perf_counter() - start, 3)}
+
+
+def run_batch(operators: Iterable[SuiteOperator], evaluate: Evaluate, rows_path: Path, jobs: int = 1,
+              progress: bool = True) -> list[dict]:
+    """Evaluate every operator without a row yet; return all rows (old and new) in operator order.
+
+    Operators run largest first (most MACs) so the longest ones do not start last.
+    """
+    if jobs < 1:
+        raise EmbedderError(f"--jobs = {jobs} must be >= 1")
+    operators = list(operators)
+    rows_path.parent.mkdir(parents=True, exist_ok=True)
+    done = {row["key"]: row for row in read_rows(rows_path)}
+    todo = sorted((item for item in operators if item.key not in done), key=lambda item: -item.op.macs)
+    bar = tqdm(total=len(operators), initial=len(operators) - len(todo), disable=not progress, unit="op",
+               desc="deepbench", dynamic_ncols=True)
+
+    def record(row: dict) -> None:
+        append_row(rows_path, row)
+        done[row["key"]] = row
+        bar.set_postfix_str(f"{row['key']} {row['status']}")
+        bar.update()
+
+    try:
+        if jobs == 1:
+            for item in todo:
+                record(evaluate_safely(evaluate, item))
+        else:
+            _run_pool(todo, evaluate, jobs, record)
+    finally:
+        bar.close()
+    return [done[item.key] for item in operators if item.key in done]
+
+
+def _run_pool(todo: list[SuiteOperator], evaluate: Evaluate, jobs: int, record: Callable[[dict], None]) -> None:
+    pool = ProcessPoolExecutor(max_workers=jobs)
+    pending = {pool.submit(evaluate_safely, evaluate, item): item for item in todo}
+    try:
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                item = pending.pop(future)
+                try:
+                    record(future.result())
+                except BrokenProcessPool:
+                    raise EmbedderError(
+                        f"a worker process died (while {item.key} or another running operator was evaluated); "
+                        f"finished rows are saved, rerun to resume") from None
+    except BaseException:
+        # Interrupted or broken: do not wait for long operators still running.
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
