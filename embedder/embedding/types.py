@@ -16,7 +16,7 @@ and loops meet in one index expression (im2col), zero where padding.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from math import ceil, gcd, prod
 
 import numpy as np
@@ -97,6 +97,13 @@ class Embedding:
     operand_map: dict[str, str]  # pattern operand -> operator tensor
     groups: tuple[LaneGroup, ...]  # one per pattern lane axis
     loop_dims: tuple[str, ...]  # operator dims iterated around the instruction
+    # pattern operand -> its lane axes, for patterns other than GEMM (ALU: acc/src -> (b, o));
+    # operands not listed use PATTERN_OPERAND_AXES
+    operand_axes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def axes_of(self, operand: str) -> tuple[str, ...]:
+        """Lane axes of one pattern operand's memory element."""
+        return self.operand_axes[operand] if operand in self.operand_axes else PATTERN_OPERAND_AXES[operand]
 
     def group(self, axis: str) -> LaneGroup:
         return next(group for group in self.groups if group.axis == axis)
@@ -129,7 +136,7 @@ def tensor_layout(nest: LoopNest, embedding: Embedding, operand: str) -> TensorL
     (replication, as in im2col).
     """
     access = nest.access(embedding.operand_map[operand])
-    lane_axes = PATTERN_OPERAND_AXES[operand]
+    lane_axes = embedding.axes_of(operand)
     groups = [embedding.group(axis) for axis in lane_axes]
     lane_dims = {dim for group in groups for dim in group.dims}
     sizes = nest.sizes
