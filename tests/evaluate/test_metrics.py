@@ -1,0 +1,34 @@
+"""design.md's measures, computed by hand for small operators."""
+import pytest
+
+from embedder.evaluate.metrics import bounds, roofline_efficiency, speedup, tensor_bytes, utilization
+from embedder.hw import load_spec
+from embedder.ops.conv2d import Conv2d
+from embedder.ops.gemm import Gemm
+
+CONFIG = load_spec("pynq_1x16x16").config  # 256 MAC/cycle, 8 bus bytes/cycle
+
+
+def test_gemm_bounds_by_hand():
+    nest = Gemm(m=64, n=4, k=128).loop_nest()
+    # A 64*128 + B 128*4 + C 64*4 = 8192 + 512 + 256 bytes
+    assert tensor_bytes(nest) == 8960
+    b = bounds(nest, CONFIG)
+    assert b.macs == 32768
+    assert b.compute_cycles == 32768 / 256 == 128
+    assert b.memory_cycles == 8960 / 8 == 1120  # memory bound dominates
+    assert b.cycles == 1120 and b.intensity == pytest.approx(32768 / 8960)
+    assert roofline_efficiency(nest, CONFIG, 2240) == 0.5
+    assert utilization(nest, CONFIG, 256) == 0.5
+
+
+def test_conv_bytes_use_true_shapes_without_padding():
+    op = Conv2d(n=1, c=3, h=8, w=8, k=20, r=3, s=3, pad_h=1, pad_w=1)
+    nest = op.loop_nest()
+    # data 3*8*8 = 192, weight 20*3*3*3 = 540, out 20*8*8 = 1280
+    assert tensor_bytes(nest) == 192 + 540 + 1280
+    assert bounds(nest, CONFIG).compute_cycles == op.macs / 256
+
+
+def test_speedup_is_baseline_over_embedder():
+    assert speedup(300, 100) == 3.0

@@ -1,0 +1,70 @@
+"""The resumable batch runner: rows as they finish, resume, failures recorded, pool path."""
+import json
+
+import pytest
+
+from embedder.errors import EmbedderError
+from embedder.evaluate.runner import read_rows, run_batch
+from embedder.evaluate.suite import QUICK_KEYS, load_operators
+from runner_fakes import InterruptAfter, Recorder, failing_on_gemm, fake_row
+
+
+@pytest.fixture
+def operators():
+    return load_operators("all", "device")  # 16 conv + 13 gemm
+
+
+def test_interrupted_run_resumes_with_only_the_rest(tmp_path, operators):
+    rows_path = tmp_path / "rows.jsonl"
+    first = InterruptAfter(5)
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(operators, first, rows_path, jobs=1, progress=False)
+    assert len(read_rows(rows_path)) == 5
+    second = Recorder()
+    rows = run_batch(operators, second, rows_path, jobs=1, progress=False)
+    assert len(second.calls) == len(operators) - 5
+    assert not set(second.calls) & set(first.calls)
+    assert [row["key"] for row in rows] == [item.key for item in operators]
+    assert len(read_rows(rows_path)) == len(operators)
+
+
+def test_largest_operators_run_first(tmp_path, operators):
+    recorder = Recorder()
+    run_batch(operators, recorder, tmp_path / "rows.jsonl", jobs=1, progress=False)
+    macs = {item.key: item.op.macs for item in operators}
+    assert [macs[key] for key in recorder.calls] == sorted(macs.values(), reverse=True)
+
+
+def test_failing_operator_is_recorded_and_the_run_goes_on(tmp_path, operators):
+    rows = run_batch(operators, failing_on_gemm, tmp_path / "rows.jsonl", jobs=1, progress=False)
+    failed = [row for row in rows if row["status"] == "error"]
+    assert {row["suite"] for row in failed} == {"gemm"} and len(failed) == 13
+    assert all(row["error"].startswith("InfeasibleError: gemm-device-") for row in failed)
+    assert all(row["status"] == "ok" for row in rows if row["suite"] == "conv")
+    # a finished (even failed) row is not redone
+    recorder = Recorder()
+    run_batch(operators, recorder, tmp_path / "rows.jsonl", jobs=1, progress=False)
+    assert recorder.calls == []
+
+
+def test_truncated_last_line_is_dropped_and_redone(tmp_path, operators):
+    rows_path = tmp_path / "rows.jsonl"
+    complete = {"key": operators[0].key, "status": "ok"}
+    rows_path.write_text(json.dumps(complete) + "\n" + '{"key": "' + operators[1].key + '", "sta')
+    assert read_rows(rows_path) == [complete]
+    recorder = Recorder()
+    run_batch(operators[:2], recorder, rows_path, jobs=1, progress=False)
+    assert recorder.calls == [operators[1].key]
+
+
+def test_process_pool_writes_every_row(tmp_path):
+    operators = load_operators("all", "all", quick=True)
+    assert sorted(item.key for item in operators) == sorted(QUICK_KEYS)
+    rows = run_batch(operators, fake_row, tmp_path / "rows.jsonl", jobs=2, progress=False)
+    assert [row["key"] for row in rows] == [item.key for item in operators]
+    assert all(row["status"] == "ok" and row["speedup"] > 1 for row in rows)
+
+
+def test_jobs_must_be_positive(tmp_path, operators):
+    with pytest.raises(EmbedderError, match="--jobs"):
+        run_batch(operators, fake_row, tmp_path / "rows.jsonl", jobs=0, progress=False)
