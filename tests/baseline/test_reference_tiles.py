@@ -137,3 +137,15 @@ def test_schedule_carries_the_per_thread_tile():
     # rule tile h_f = 140 over n, split by the threads: 70 columns each
     assert gemm.tile == {"n": 70, "b_block": 1, "i_block": 4, "o_block": 3}
     assert gemm.order == ("b_block", "o_block", "n", "i_block") and gemm.virtual_threads == "n"
+
+
+@pytest.mark.parametrize("op", [Conv2d(n=2, c=32, h=9, w=9, k=48, r=3, s=3, pad_h=1, pad_w=1), Gemm(m=35, n=7, k=20)])
+def test_reference_embedding_is_among_the_embedders_candidates(op):
+    from embedder.embedding.model import enumerate_embeddings
+
+    nest = op.loop_nest()
+    mine = reference_embedding(nest, CONFIG)
+    theirs = enumerate_embeddings(nest, load_spec("pynq_1x16x16"), time_limit=5.0).reference.embedding
+    assert mine.operand_map == theirs.operand_map and mine.pattern == theirs.pattern
+    assert [(g.axis, g.dims) for g in mine.groups] == [(g.axis, g.dims) for g in theirs.groups]
+    assert mine.loop_dims == theirs.loop_dims
