@@ -95,13 +95,14 @@ class _Checker:
         self.last_read[name][indices] = self.position[index]
 
     def _race(self, name, elements, positions, other_module, index) -> None:
+        """Name both instructions (lower index first), the buffer and the element range."""
         other = int(self.sequences[other_module][int(positions.max())])
         first, second = sorted((other, index))
         raise SimulationError(
-            f"race on {name}[{int(elements.min())}..{int(elements.max())}]: instruction {other} "
-            f"({describe(self.insns[other])}, {MODULE_NAMES[other_module]} module) and instruction {index} "
-            f"({describe(self.insns[index])}, {MODULE_NAMES[self.module[index]]} module) access it with no token "
-            f"chain ordering them (instructions {first} and {second})"
+            f"race on {name}[{int(elements.min())}..{int(elements.max())}]: instruction {first} "
+            f"({describe(self.insns[first])}, {MODULE_NAMES[self.module[first]]} module) and instruction {second} "
+            f"({describe(self.insns[second])}, {MODULE_NAMES[self.module[second]]} module) access it with no token "
+            f"chain ordering them"
         )
 
     # -- instructions ------------------------------------------------------
