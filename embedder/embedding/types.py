@@ -180,7 +180,7 @@ def source_indices(nest: LoopNest, embedding: Embedding, layout: TensorLayout) -
         point.update(coords)
         valid &= lane_valid
     indices = []
-    loop_axes = iter(axis for axis in layout.grid if axis.name.startswith(access.tensor))
+    loop_axes = iter(layout.grid[len(groups):])  # block axes come first, one per lane group
     for expr in access.index:
         lane_part, loop_part = _split_by_lanes(expr, lane_dims)
         value = lane_part.evaluate(point) if lane_part.terms else 0

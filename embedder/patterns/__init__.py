@@ -38,7 +38,7 @@ _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _ACCESS = rf"({_NAME})\s*\[([^\]]*)\]"
 _MAC = re.compile(rf"^\s*{_ACCESS}\s*\+=\s*{_ACCESS}\s*\*\s*{_ACCESS}\s*$")
 _ALU = re.compile(rf"^\s*{_ACCESS}\s*=\s*({_NAME})\s*\(\s*{_ACCESS}\s*,\s*(?:{_ACCESS}|({IMMEDIATE}))\s*\)\s*$")
-_TERM = re.compile(r"^(?:(-?\d+)\s*\*\s*)?([a-z][a-z0-9_]*)$|^(-?\d+)$")
+_TERM = re.compile(r"^(?:(-?\d+)\*)?(-?[a-z][a-z0-9_]*)$|^(-?\d+)$")
 
 
 @dataclass(frozen=True)
