@@ -199,7 +199,7 @@ def _store(state: MachineState, insn: Store) -> None:
                          config.out_elem_bytes, "STORE")
     # Keep the low 8 bits of every int32 lane (wraps, no saturation).
     out = state.acc[insn.sram_base:insn.sram_base + count].astype(np.int8).view(np.uint8)
-    state.dram[offsets] = out.reshape(insn.y_size, -1)
+    state.dram[offsets] = out.reshape(offsets.shape)
     state.out_store_nbytes += count * config.out_elem_bytes
 
 

@@ -1,0 +1,272 @@
+"""Functional semantics against an independent model written from vta-isa.md section 3.
+
+The model is deliberately different from the executor: loads build the padded
+tile with np.pad, GEMM uses an explicit iteration list, one einsum and
+np.add.at in int64 reduced modulo 2^32, ALU and STORE walk iteration by
+iteration and lane by lane in Python integers.
+"""
+import copy
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from embedder.errors import SimulationError
+from embedder.hw import load_spec
+from embedder.isa.encoding import encode_uops
+from embedder.isa.instructions import Alu, AluOp, Finish, Gemm, Load, MemType, Store, Uop
+from embedder.sim.functional import execute, new_state
+
+SPEC_NAMES = ["pynq_1x16x16", "pynq_1x32x32", "pynq_2x16x16", "ultra96_1x16x16"]
+DRAM_BYTES = 1 << 14
+SMALL = st.integers(0, 3)
+
+
+def wrap32(value):
+    return ((int(value) + (1 << 31)) % (1 << 32)) - (1 << 31)
+
+
+def random_state(config, seed):
+    rng = np.random.default_rng(seed)
+    state = new_state(config, rng.integers(0, 256, DRAM_BYTES, dtype=np.uint8))
+    state.inp[...] = rng.integers(-128, 128, state.inp.shape)
+    state.wgt[...] = rng.integers(-128, 128, state.wgt.shape)
+    # Mix full-range values with small ones so SHR sees both huge and in-range amounts.
+    state.acc[...] = np.where(rng.random(state.acc.shape) < 0.5,
+                              rng.integers(-2**31, 2**31, state.acc.shape),
+                              rng.integers(-40, 40, state.acc.shape))
+    uops = [Uop(*rng.integers(0, 12, 3).tolist()) for _ in range(16)]
+    state.uop[:16] = encode_uops(uops, config)
+    return state, uops
+
+
+def snapshot(state):
+    return {name: copy.deepcopy(getattr(state, name)) for name in ("dram", "uop", "inp", "wgt", "acc")} | state.stats()
+
+
+# -- the independent model ------------------------------------------------------
+
+def elem_bytes(config, memory_type):
+    return {MemType.UOP: 4, MemType.WGT: config.wgt_elem_bytes, MemType.INP: config.inp_elem_bytes,
+            MemType.ACC: config.acc_elem_bytes, MemType.ACC_8BIT: config.batch * config.block_out}[memory_type]
+
+
+def model_load(config, model, insn):
+    if insn.x_size == 0:
+        return
+    size = elem_bytes(config, insn.memory_type)
+    rows = [[model["dram"][(insn.dram_base + y * insn.x_stride + x) * size:][:size] for x in range(insn.x_size)]
+            for y in range(insn.y_size)]
+    tile = np.array(rows, dtype=np.uint8).reshape(insn.y_size, insn.x_size, size)
+    if insn.memory_type == MemType.ACC_8BIT:
+        tile = tile.view(np.int8).astype(np.int32).view(np.uint8)
+    tile = np.pad(tile, ((insn.y_pad_0, insn.y_pad_1), (insn.x_pad_0, insn.x_pad_1), (0, 0)))
+    buffer_name = {MemType.UOP: "uop", MemType.WGT: "wgt", MemType.INP: "inp", MemType.ACC: "acc",
+                   MemType.ACC_8BIT: "acc"}[insn.memory_type]
+    flat = model[buffer_name].reshape(-1).view(np.uint8)
+    start = insn.sram_base * tile.shape[2]
+    flat[start:start + tile.size] = tile.reshape(-1)
+    counter = {"uop": "uop_load_nbytes", "wgt": "wgt_load_nbytes", "inp": "inp_load_nbytes",
+               "acc": "acc_load_nbytes"}[buffer_name]
+    model[counter] += insn.x_size * insn.y_size * (tile.shape[2] if buffer_name != "acc" else config.acc_elem_bytes)
+
+
+def loop_iterations(insn, uops):
+    for i in range(insn.iter_out):
+        for j in range(insn.iter_in):
+            for uop in uops[insn.uop_bgn:insn.uop_end]:
+                yield (uop.dst_idx + i * insn.dst_factor_out + j * insn.dst_factor_in,
+                       uop.src_idx + i * insn.src_factor_out + j * insn.src_factor_in,
+                       uop.wgt_idx + i * getattr(insn, "wgt_factor_out", 0) + j * getattr(insn, "wgt_factor_in", 0))
+
+
+def model_gemm(model, insn, uops):
+    grid = np.array(list(loop_iterations(insn, uops)), dtype=np.int64).reshape(-1, 3)
+    if insn.reset:
+        model["acc"][grid[:, 0]] = 0
+        return
+    model["gemm_counter"] += len(grid)
+    products = np.einsum("tbk,tok->tbo", model["inp"][grid[:, 1]].astype(np.int64),
+                         model["wgt"][grid[:, 2]].astype(np.int64))
+    wide = model["acc"].astype(np.int64)
+    np.add.at(wide, grid[:, 0], products)
+    model["acc"][...] = (((wide + 2**31) % 2**32) - 2**31).astype(np.int32)
+
+
+def alu_op(op, x, y):
+    if op == AluOp.MIN:
+        return min(x, y)
+    if op == AluOp.MAX:
+        return max(x, y)
+    if op == AluOp.ADD:
+        return wrap32(x + y)
+    if op == AluOp.MUL:
+        return wrap32(x * y)
+    # SHR: arithmetic right by y >= 0, else left by -y; the amount is taken modulo 32 (x86-64).
+    return x >> (y % 32) if y >= 0 else wrap32(x << ((-y) % 32))
+
+
+def model_alu(model, insn, uops):
+    acc = model["acc"]
+    for dst, src, _ in loop_iterations(insn, uops):
+        model["alu_counter"] += 1
+        for b in range(acc.shape[1]):
+            for o in range(acc.shape[2]):
+                operand = insn.imm if insn.use_imm else int(acc[src, b, o])
+                acc[dst, b, o] = alu_op(insn.alu_opcode, int(acc[dst, b, o]), operand)
+
+
+def model_store(config, model, insn):
+    lanes = config.batch * config.block_out
+    for y in range(insn.y_size):
+        for x in range(insn.x_size):
+            source = model["acc"][insn.sram_base + y * insn.x_size + x].reshape(-1)
+            address = (insn.dram_base + y * insn.x_stride + x) * lanes
+            for lane in range(lanes):
+                model["dram"][address + lane] = int(source[lane]) & 0xFF
+    model["out_store_nbytes"] += insn.x_size * insn.y_size * lanes
+
+
+# -- generated instructions -------------------------------------------------------
+
+def loads():
+    return st.builds(Load, memory_type=st.sampled_from([MemType.UOP, MemType.WGT, MemType.INP, MemType.ACC,
+                                                        MemType.ACC_8BIT]),
+                     sram_base=st.integers(0, 20), dram_base=st.integers(0, 6), y_size=SMALL, x_size=SMALL,
+                     x_stride=st.integers(0, 4), y_pad_0=SMALL, y_pad_1=SMALL, x_pad_0=SMALL, x_pad_1=SMALL)
+
+
+def loop_fields():
+    return dict(uop_bgn=st.integers(0, 8), uop_end=st.integers(8, 16), iter_out=st.integers(0, 3),
+                iter_in=st.integers(1, 3), dst_factor_out=SMALL, dst_factor_in=SMALL, src_factor_out=SMALL,
+                src_factor_in=SMALL)
+
+
+def gemms():
+    return st.builds(Gemm, reset=st.booleans(), wgt_factor_out=SMALL, wgt_factor_in=SMALL, **loop_fields())
+
+
+def alus():
+    return st.builds(Alu, alu_opcode=st.sampled_from(list(AluOp)), use_imm=st.booleans(),
+                     imm=st.one_of(st.integers(-40, 40), st.integers(-2**15, 2**15 - 1)), reset=st.booleans(),
+                     **loop_fields())
+
+
+def stores():
+    return st.builds(Store, sram_base=st.integers(0, 20), dram_base=st.integers(0, 40), y_size=SMALL,
+                     x_size=SMALL, x_stride=st.integers(0, 5))
+
+
+def check_against_model(spec, seed, insn):
+    config = load_spec(spec).config
+    state, uops = random_state(config, seed)
+    model = snapshot(state)
+    if isinstance(insn, Load):
+        model_load(config, model, insn)
+    elif isinstance(insn, Gemm):
+        model_gemm(model, insn, uops)
+    elif isinstance(insn, Alu):
+        model_alu(model, insn, uops)
+    else:
+        model_store(config, model, insn)
+    execute(state, 0, insn)
+    result = snapshot(state)
+    for name in model:
+        assert np.array_equal(np.asarray(result[name]), np.asarray(model[name])), name
+
+
+@pytest.mark.parametrize("spec", SPEC_NAMES)
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), insn=loads())
+def test_load_matches_model(spec, seed, insn):
+    check_against_model(spec, seed, insn)
+
+
+@pytest.mark.parametrize("spec", SPEC_NAMES)
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), insn=gemms())
+def test_gemm_matches_model(spec, seed, insn):
+    check_against_model(spec, seed, insn)
+
+
+@pytest.mark.parametrize("spec", SPEC_NAMES)
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), insn=alus())
+def test_alu_matches_model(spec, seed, insn):
+    check_against_model(spec, seed, insn)
+
+
+@pytest.mark.parametrize("spec", SPEC_NAMES)
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), insn=stores())
+def test_store_matches_model(spec, seed, insn):
+    check_against_model(spec, seed, insn)
+
+
+def test_alu_chain_reads_values_written_earlier_in_the_same_instruction():
+    # acc[k+1] = acc[k+1] + acc[k] for k = 0..4 in order: a running prefix sum.
+    config = load_spec("pynq_1x16x16").config
+    state = new_state(config, np.zeros(64, dtype=np.uint8))
+    state.acc[:6] = 1
+    state.uop[0] = encode_uops([Uop(1, 0, 0)], config)[0]
+    execute(state, 0, Alu(AluOp.ADD, 0, 1, 5, 1, 1, 0, 1, 0))
+    assert state.acc[:6, 0, 0].tolist() == [1, 2, 3, 4, 5, 6]
+
+
+def test_gemm_accumulates_repeated_destinations_with_wrap():
+    config = load_spec("pynq_1x16x16").config
+    state = new_state(config, np.zeros(64, dtype=np.uint8))
+    state.inp[0] = -128
+    state.wgt[0] = -128
+    state.acc[0] = 2**31 - 1
+    state.uop[0] = encode_uops([Uop(0, 0, 0)], config)[0]
+    execute(state, 0, Gemm(False, 0, 1, 3, 1, 0, 0, 0, 0, 0, 0))  # three times += 16 * 2^14
+    assert state.acc[0, 0, 0] == wrap32(2**31 - 1 + 3 * 16 * 2**14)
+    assert state.gemm_counter == 3
+
+
+# -- errors: one line naming the instruction index and the problem ----------------
+
+def error_of(insn, prepare=None):
+    config = load_spec("pynq_1x16x16").config
+    state = new_state(config, np.zeros(1024, dtype=np.uint8))
+    if prepare:
+        prepare(state, config)
+    with pytest.raises(SimulationError) as error:
+        execute(state, 7, insn)
+    message = str(error.value)
+    assert message.startswith("instruction 7 (") and "\n" not in message
+    return message
+
+
+def uop_at(index, uop):
+    def prepare(state, config):
+        state.uop[index] = encode_uops([uop], config)[0]
+    return prepare
+
+
+@pytest.mark.parametrize("insn,prepare,fragment", [
+    (Gemm(False, 0, 1, 3, 1, 0, 0, 0, 0, 1023, 0), None, "wgt_idx 2046 outside its buffer of depth 1024"),
+    (Gemm(False, 0, 1, 2, 1, 0, 0, 1, 0, 0, 0), uop_at(0, Uop(0, 2047, 0)), "src_idx 2048 outside"),
+    (Gemm(True, 0, 1, 3, 1, 2047, 0, 0, 0, 0, 0), None, "dst_idx 4094 outside"),
+    (Alu(AluOp.ADD, 0, 1, 3, 1, 0, 0, 2047, 0, use_imm=True, imm=1), None, "src_idx 4094 outside"),
+    (Gemm(False, 8190, 8193, 1, 1, 0, 0, 0, 0, 0, 0), None, "uop buffer depth 8192"),
+    (Load(MemType.INP, 2047, 0, 1, 1, 1, x_pad_1=1), None, "inp elements 2047..2048"),
+    (Load(MemType.ACC, 0, 11, 2, 2, 4), None, "ends at byte 1088, beyond the 1024-byte DRAM image"),
+    (Store(0, 61, 2, 2, 2), None, "ends at byte 1040, beyond the 1024-byte DRAM image"),
+    (Store(2046, 0, 1, 3, 3), None, "acc elements 2046..2048"),
+    (Store(0, 0, 1, 1, 1, memory_type=MemType.ACC), None, "OUT only"),
+    (Store(0, 0, 1, 1, 1, x_pad_0=1), None, "padding must be zero"),
+    (Load(MemType.OUT, 0, 0, 1, 1, 1), None, "cannot be loaded"),
+])
+def test_errors_name_instruction_and_problem(insn, prepare, fragment):
+    assert fragment in error_of(insn, prepare)
+
+
+def test_in_range_src_with_imm_and_noop_load_pass():
+    config = load_spec("pynq_1x16x16").config
+    state = new_state(config, np.zeros(16, dtype=np.uint8))
+    execute(state, 0, Load(MemType.ACC, 5000 % 2048, 10**6, 9, 0, 0, y_pad_0=15))  # x_size 0: no-op, no check
+    execute(state, 1, Finish())
+    assert state.stats()["acc_load_nbytes"] == 0 and state.finish_count == 1
