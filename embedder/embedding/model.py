@@ -202,16 +202,21 @@ def _build_model(nest: LoopNest, pattern: Pattern, op_signatures, pattern_signat
         model.Add(rounded == extent + lanes[axis] - 1)
         blocks = model.NewIntVar(1, -(-largest // lanes[axis]), f"blocks[{axis}]")
         model.AddDivisionEquality(blocks, rounded, lanes[axis])
-        factors.append((blocks, -(-largest // lanes[axis])))
+        factors.append(blocks)
     for dim in nest.dims:
         chosen = [x[key] for key in x if key[0] == dim.name]
         if dim.size < 2:
             continue
         loop = model.NewIntVarFromDomain(cp_model.Domain.FromValues([1, dim.size]), f"loop[{dim.name}]")
         model.Add(loop == dim.size - (dim.size - 1) * sum(chosen))
-        factors.append((loop, dim.size))
-    issued = model.NewIntVar(1, prod(top for _, top in factors), "issued")
-    model.AddMultiplicationEquality(issued, [var for var, _ in factors] or [model.NewConstant(1)])
+        factors.append(loop)
+    # A chain of pairwise products: CP-SAT rejects a product whose factor bounds overflow int64.
+    # Every partial product covers disjoint dims and blocks_a <= extent_a, so each is <= MACs.
+    issued = model.NewConstant(1)
+    for position, factor in enumerate(factors):
+        partial = model.NewIntVar(1, nest.macs, f"issued[{position}]")
+        model.AddMultiplicationEquality(partial, [issued, factor])
+        issued = partial
 
     def decode(value):
         mapping = next(j for j, var in enumerate(choice) if value(var))
@@ -303,6 +308,8 @@ def enumerate_embeddings(nest: LoopNest, spec, time_limit: float = 5.0, max_solu
     pattern = pattern or select_pattern(nest, load_patterns(spec))
     if isinstance(nest, AluNest) and nest.uses_imm and not -(1 << (ALU_IMM_BITS - 1)) <= nest.imm < (1 << (ALU_IMM_BITS - 1)):
         raise InfeasibleError(f"{nest.name}: immediate {nest.imm} does not fit the {ALU_IMM_BITS}-bit ALU immediate")
+    if nest.macs >= 1 << 62:
+        raise InfeasibleError(f"{nest.name}: {nest.macs} iterations exceed the solver's 62-bit integers")
     start = time.perf_counter()
     op_graph, pattern_graph = dataflow_graph(nest, window), dataflow_graph(pattern.nest, window)
     maps = role_maps(nest, pattern)

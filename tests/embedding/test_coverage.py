@@ -1,0 +1,86 @@
+"""Brute force: every enumerated embedding, expanded with its loops, computes each operator MAC exactly once."""
+from math import prod
+
+import numpy as np
+from hypothesis import given, settings, strategies as st
+
+from embedder.embedding.execute import coverage, execute, random_tensors, reference
+from embedder.embedding.model import enumerate_embeddings, select_pattern
+from embedder.hw.spec import load_spec
+from embedder.ops.conv2d import Conv2d
+from embedder.ops.gemm import Gemm
+from embedder.ops.parse import operator_nests, parse_operator
+from embedder.patterns import load_pattern_file, load_patterns
+
+SPEC = load_spec("pynq_2x16x16")
+SMALL_CORE = """
+[[pattern]]
+name = "gemm_2x4x3"
+instruction = "GEMM"
+statement = "acc[b, o] += inp[b, i] * wgt[o, i]"
+dims = { b = 2, i = 4, o = 3 }
+operands = { acc = { buffer = "acc", access = "read_write" }, inp = { buffer = "inp", access = "read" }, wgt = { buffer = "wgt", access = "read" } }
+"""
+
+
+def small_core(tmp_path_factory):
+    path = tmp_path_factory.mktemp("patterns") / "small.toml"
+    path.write_text(SMALL_CORE)
+    (pattern,) = load_pattern_file(path, SPEC.config)
+    return pattern
+
+
+def check_all(nest, pattern, spec=SPEC, seed=0):
+    result = enumerate_embeddings(nest, spec, pattern=pattern)
+    tensors = random_tensors(nest, seed)
+    expected = reference(nest, tensors)
+    lanes = prod(pattern.lane_axes.values())
+    assert any(item.reference for item in result.ranked) or "b" not in pattern.lane_axes
+    for item in result.ranked:
+        counts, padding = coverage(nest, item.embedding)
+        assert (counts == 1).all(), item.describe()
+        assert padding == item.issued * lanes - nest.macs, item.describe()
+        assert np.array_equal(execute(nest, item.embedding, tensors, pattern), expected), item.describe()
+    return result
+
+
+@st.composite
+def convs(draw):
+    groups = draw(st.integers(1, 2))
+    c, k = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 3))
+    r, s = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dilation_h, dilation_w = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    pad_h, pad_w = draw(st.integers(0, 1)), draw(st.integers(0, 1))
+    h = draw(st.integers(max(1, (r - 1) * dilation_h + 1 - 2 * pad_h), 7))
+    w = draw(st.integers(max(1, (s - 1) * dilation_w + 1 - 2 * pad_w), 7))
+    return Conv2d(draw(st.integers(1, 3)), c, h, w, k, r, s, draw(st.integers(1, 2)), draw(st.integers(1, 2)),
+                  pad_h, pad_w, dilation_h, dilation_w, groups)
+
+
+@settings(max_examples=12, deadline=None)
+@given(conv=convs(), seed=st.integers(0, 9))
+def test_conv_embeddings_cover_every_mac_once(conv, seed, tmp_path_factory):
+    nest = conv.loop_nest()
+    check_all(nest, small_core(tmp_path_factory), seed=seed)
+
+
+@settings(max_examples=8, deadline=None)
+@given(conv=convs())
+def test_conv_embeddings_on_the_vta_core(conv):
+    nest = conv.loop_nest()
+    check_all(nest, select_pattern(nest, load_patterns(SPEC)))
+
+
+@settings(max_examples=20, deadline=None)
+@given(m=st.integers(1, 9), n=st.integers(1, 9), k=st.integers(1, 9), seed=st.integers(0, 9))
+def test_gemm_embeddings_cover_every_mac_once(m, n, k, seed, tmp_path_factory):
+    nest = Gemm(m, n, k).loop_nest()
+    result = check_all(nest, small_core(tmp_path_factory), seed=seed)
+    assert {item.embedding.operand_map["inp"] for item in result.ranked} == {"A", "B"}
+
+
+def test_alu_embeddings_compute_their_operators():
+    for op, shape in [("maxpool", "n=2,c=3,h=7,w=6,r=3,s=2,stride=2,pad=1"), ("add", "n=2,c=3,h=5,w=5"),
+                      ("relu", "c=5,h=3,w=4"), ("requantize", "n=2,c=3,h=4,w=4,shift=3")]:
+        for nest in operator_nests(parse_operator(op, shape)):
+            check_all(nest, select_pattern(nest, load_patterns(SPEC)))
