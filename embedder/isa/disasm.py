@@ -5,7 +5,8 @@
     13 ALU      SHR imm=-3 uop[5:6) iter 2x2 dst(+2,+1) src(+2,+1)  [compute]
 
 Loop factors print as (factor_out, factor_in); DRAM addresses in elements of
-the memory type, then in bytes; the module and token flags close each line.  Every encoded field appears, so a listing is complete.
+the memory type, then in bytes; the module and token flags close each line.
+Every encoded field appears, so a listing is complete.
 """
 from __future__ import annotations
 
