@@ -1,0 +1,182 @@
+"""`embed --op ... --shape ...`: embed, schedule, generate, simulate and verify one operator.
+
+The embedding is chosen by simulated cycles: the top few of the solver's
+ranked list (by predicted cost) plus the reference embedding are each
+scheduled (`schedule_embedding`: analytical ranking, then the cycle model on
+the best few tilings) and the fastest program wins.  Then the program runs
+functionally on seeded random int8 data and its output is compared with the
+numpy reference bit for bit (`verified` is true only then).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from math import prod
+from pathlib import Path
+
+import click
+
+from embedder.codegen.image import run_and_verify
+from embedder.codegen.program import CompiledProgram
+from embedder.errors import InfeasibleError, OperatorError
+from embedder.hw.spec import HwSpec, load_spec
+from embedder.isa.bundle import write_bundle
+from embedder.ops.conv2d import Conv2d
+from embedder.ops.gemm import Gemm
+from embedder.ops.ir import LoopNest
+from embedder.ops.parse import parse_operator
+from embedder.ops.reference import requantize_shift
+from embedder.schedule.search import ScheduledProgram, schedule_embedding
+
+# Embeddings from the solver's ranked list that are scheduled and timed (the reference is always added).
+EMBEDDINGS_TRIED = 3
+
+
+@dataclass
+class CompileResult:
+    """The chosen program of one operator and what it took to find it."""
+
+    operator: object
+    nest: LoopNest
+    spec: HwSpec
+    scheduled: ScheduledProgram
+    compile_seconds: float
+    tried: list[dict] = field(default_factory=list)  # per embedding tried: description, cycles or error
+
+    @property
+    def program(self) -> CompiledProgram:
+        return self.scheduled.program
+
+    @property
+    def cycles(self) -> int:
+        return self.scheduled.cycles
+
+
+def bounds(nest: LoopNest, spec: HwSpec) -> dict[str, float]:
+    """design.md's compute and memory bounds (cycles) of an operator."""
+    config = spec.config
+    tensor_bytes = sum(prod(access.shape) for access in nest.accesses)  # int8, each once
+    return {"compute_bound": nest.macs / config.macs_per_cycle, "memory_bound": tensor_bytes / config.bus_bytes}
+
+
+def roofline(nest: LoopNest, spec: HwSpec, cycles: int) -> dict[str, float]:
+    bound = bounds(nest, spec)
+    return {**bound,
+            "utilization": nest.macs / (cycles * spec.config.macs_per_cycle),
+            "roofline_efficiency": max(bound.values()) / cycles}
+
+
+def gemm_core_operator(op_name: str, shape: str):
+    operator = parse_operator(op_name, shape)
+    if not isinstance(operator, (Conv2d, Gemm)):
+        raise OperatorError(f"{op_name}: the compile flow covers conv and gemm/dense; ALU operators are not compiled yet")
+    return operator
+
+
+def compile_operator(operator, spec: HwSpec, time_limit: float = 10.0, embeddings: int = EMBEDDINGS_TRIED,
+                     timed: int = 2) -> CompileResult:
+    """Enumerate embeddings, schedule the top `embeddings` and the reference, keep the fastest program."""
+    from embedder.embedding.model import enumerate_embeddings
+
+    start = time.perf_counter()
+    nest = operator.loop_nest()
+    shift = requantize_shift(nest)
+    ranked = enumerate_embeddings(nest, spec, time_limit=time_limit).ranked
+    chosen = ranked[:embeddings] + [item for item in ranked[embeddings:] if item.reference]
+    best, tried = None, []
+    for item in chosen:
+        try:
+            scheduled = schedule_embedding(nest, item.embedding, spec, shift, timed=timed)
+        except InfeasibleError as error:
+            tried.append({"embedding": item.describe(), "reference": item.reference, "error": str(error)})
+            continue
+        tried.append({"embedding": item.describe(), "reference": item.reference, "cycles": scheduled.cycles})
+        if best is None or scheduled.cycles < best.cycles:
+            best = scheduled
+    if best is None:
+        reasons = "; ".join(f"[{entry['embedding']}] {entry['error']}" for entry in tried)
+        raise InfeasibleError(f"{nest.name}: no embedding can be scheduled on {spec.name}: {reasons}")
+    return CompileResult(operator, nest, spec, best, time.perf_counter() - start, tried)
+
+
+def describe_schedule(program: CompiledProgram) -> dict:
+    schedule = program.schedule
+    return {"tile": dict(schedule.tile), "order": list(schedule.order), "virtual_threads": schedule.virtual_threads}
+
+
+def report(result: CompileResult, op_name: str, shape: str) -> dict:
+    """The JSON report of one compiled (and possibly verified) operator."""
+    program = result.program
+    embedding = program.schedule.embedding
+    layouts = {operand: {"tensor": g.layout.tensor, "grid": [[axis.name, axis.extent] for axis in g.layout.grid],
+                         "lane_axes": list(g.layout.lane_axes), "replication": g.layout.replication}
+               for operand, g in program.geometries.items()}
+    return {
+        "op": op_name,
+        "shape": shape,
+        "hw": result.spec.name,
+        "embedding": embedding.describe(),
+        "operand_map": dict(embedding.operand_map),
+        "layouts": layouts,
+        "schedule": describe_schedule(program),
+        "cycles": result.cycles,
+        "macs": result.nest.macs,
+        **roofline(result.nest, result.spec, result.cycles),
+        "compile_seconds": result.compile_seconds,
+        "requantize_shift": program.shift,
+        "program": program.stats,
+        "embeddings_tried": result.tried,
+        "verified": False,
+    }
+
+
+def compile_command(op_name, shape, hw, out_dir, as_json, time_limit, seed) -> None:
+    spec = load_spec(hw)
+    operator = gemm_core_operator(op_name, shape)
+    result = compile_operator(operator, spec, time_limit)
+    document = report(result, op_name, shape)
+    check = run_and_verify(operator, result.program, spec.timing, seed=seed)
+    document["verified"] = check.verified
+    document["mismatches"] = check.mismatches
+    document["seed"] = seed
+    document["simulator"] = {key: value for key, value in check.stats.items() if not isinstance(value, dict)}
+    if check.stats["cycles"] != result.cycles:
+        raise InfeasibleError(f"internal: the functional run took {check.stats['cycles']} cycles, timing said {result.cycles}")
+    if out_dir:
+        path = Path(out_dir)
+        write_bundle(path / "bundle", check.bundle)
+        document["bundle"] = str(path / "bundle")
+        (path / "report.json").write_text(json.dumps(document, indent=1) + "\n")
+    if as_json:
+        click.echo(json.dumps(document))
+    else:
+        click.echo(_text(document))
+    if not check.verified:
+        raise InfeasibleError(f"{op_name} {shape}: output differs from the numpy reference in {check.mismatches} elements")
+
+
+def _text(d: dict) -> str:
+    program = d["program"]
+    counts = ", ".join(f"{k} {v}" for k, v in program["instruction_counts"].items())
+    lines = [
+        f"{d['op']} {d['shape']} on {d['hw']}",
+        f"embedding   {d['embedding']}",
+    ]
+    for operand, layout in d["layouts"].items():
+        grid = " x ".join(f"{name}:{extent}" for name, extent in layout["grid"])
+        lines.append(f"  {operand:<4} {layout['tensor']:<7} grid {grid}  lanes {','.join(layout['lane_axes'])}"
+                     f"  replication {layout['replication']:.2f}")
+    s = d["schedule"]
+    lines += [
+        f"schedule    tile {s['tile']}, order {','.join(s['order'])}, threads {s['virtual_threads']}",
+        f"program     {program['instructions']} instructions ({counts}), {program['uops']} micro-ops",
+        f"data        {program['dram_bytes_moved']} DRAM bytes moved, {program['host_layout_bytes']} host layout bytes",
+        f"cycles      {d['cycles']}  (compute bound {d['compute_bound']:.0f}, memory bound {d['memory_bound']:.0f})",
+        f"utilization {d['utilization']:.3f}  roofline efficiency {d['roofline_efficiency']:.3f}",
+        f"compile     {d['compile_seconds']:.2f} s   requantize shift {d['requantize_shift']}",
+        f"verified    {'yes, bit-exact' if d['verified'] else 'NO'} (seed {d['seed']})",
+    ]
+    if "bundle" in d:
+        lines.append(f"bundle      {d['bundle']}")
+    return "\n".join(lines)
