@@ -321,6 +321,8 @@ def enumerate_embeddings(nest: LoopNest, spec, time_limit: float = 5.0, max_solu
     solver.parameters.max_time_in_seconds = time_limit
     collector = _Collector(decode, max_solutions)
     status = solver.Solve(model, collector)
+    if status == cp_model.MODEL_INVALID:  # a bug in the model, never a user error
+        raise RuntimeError(f"{nest.name}: invalid CP-SAT model: {model.Validate()}")
     ranked = []
     for mapping_index, assignment, issued in collector.found:
         embedding = build_embedding(nest, pattern, maps[mapping_index], assignment)
