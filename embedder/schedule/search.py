@@ -185,6 +185,8 @@ def rank_candidates(nest: LoopNest, embedding: Embedding, spec: HwSpec, double_b
     """Every fitting tiling under each loop order, best analytical estimate first."""
     model = CostModel(nest, embedding, spec, double_buffer)
     tiles = candidate_tiles(model)
+    if not tiles and double_buffer:  # two buffer halves do not fit even the smallest tile: one half each
+        return rank_candidates(nest, embedding, spec, double_buffer=False)
     if not tiles:
         raise InfeasibleError(f"no tiling of embedding [{embedding.describe()}] fits: "
                               f"{model.fits({d: 1 for d in model.dims})}")

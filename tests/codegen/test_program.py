@@ -1,0 +1,124 @@
+"""Generated programs run bit-exactly and hazard-free (strict mode) for random operators, schedules and hardware."""
+from __future__ import annotations
+
+from math import ceil
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from embedder.baseline.reference import reference_embedding
+from embedder.codegen.image import run_and_verify
+from embedder.codegen.program import compile_schedule
+from embedder.errors import InfeasibleError
+from embedder.hw.spec import load_spec
+from embedder.ops.conv2d import Conv2d
+from embedder.ops.gemm import Gemm
+from embedder.ops.reference import requantize_shift
+from embedder.schedule.types import Schedule, reduction_dims, schedule_dims
+
+SPECS = ("pynq_1x16x16", "pynq_2x16x16", "pynq_1x32x32", "ultra96_1x16x16")
+
+
+@st.composite
+def convs(draw):
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    c = groups * draw(st.integers(1, 7))
+    k = groups * draw(st.integers(1, 9))
+    r, s = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dilation_h, dilation_w = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    pad_h, pad_w = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    h = draw(st.integers(max(1, (r - 1) * dilation_h + 1 - 2 * pad_h), 9))
+    w = draw(st.integers(max(1, (s - 1) * dilation_w + 1 - 2 * pad_w), 9))
+    return Conv2d(draw(st.integers(1, 2)), c, h, w, k, r, s, draw(st.integers(1, 2)), draw(st.integers(1, 2)),
+                  pad_h, pad_w, dilation_h, dilation_w, groups)
+
+
+gemms = st.builds(Gemm, st.integers(1, 40), st.integers(1, 40), st.integers(1, 70))
+
+
+@st.composite
+def random_schedule(draw, nest, config):
+    embedding = reference_embedding(nest, config)
+    dims = schedule_dims(nest, embedding)
+    reductions = reduction_dims(nest, embedding)
+    tile = {d: draw(st.integers(1, extent)) for d, extent in dims.items()}
+    parallel = draw(st.permutations([d for d in dims if d not in reductions]))
+    inner = draw(st.permutations([d for d in dims if d in reductions]))
+    threads = draw(st.sampled_from([None, parallel[0] if parallel else None]))
+    return Schedule(embedding, tile, tuple(parallel) + tuple(inner), threads)
+
+
+def _check(operator, spec_name, data):
+    spec = load_spec(spec_name)
+    nest = operator.loop_nest()
+    schedule = data.draw(random_schedule(nest, spec.config))
+    try:
+        program = compile_schedule(nest, schedule, spec.config, requantize_shift(nest))
+    except InfeasibleError:
+        assume(False)
+    check = run_and_verify(operator, program, spec.timing, seed=1, strict=True)
+    assert check.verified, f"{check.mismatches} mismatches for {schedule}"
+    assert check.stats["unconsumed_tokens"] == {} or not any(check.stats["unconsumed_tokens"].values())
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(convs(), st.sampled_from(SPECS), st.data())
+def test_random_conv_schedules_are_bit_exact(conv, spec_name, data):
+    _check(conv, spec_name, data)
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(gemms, st.sampled_from(SPECS), st.data())
+def test_random_gemm_schedules_are_bit_exact(gemm, spec_name, data):
+    _check(gemm, spec_name, data)
+
+
+def test_single_output_element_alternates_with_scratch():
+    """m = n = 1 leaves one accumulator element: the GEMMs must never accumulate into it back to back."""
+    spec = load_spec("pynq_1x16x16")
+    operator = Gemm(1, 1, 100)
+    nest = operator.loop_nest()
+    embedding = reference_embedding(nest, spec.config)
+    dims = schedule_dims(nest, embedding)
+    schedule = Schedule(embedding, {d: 1 for d in dims}, tuple(dims), "n")
+    program = compile_schedule(nest, schedule, spec.config, requantize_shift(nest))
+    assert program.buffers.scratch is not None
+    assert run_and_verify(operator, program, spec.timing).verified
+
+
+def test_reduction_outside_parallel_split_is_rejected():
+    spec = load_spec("pynq_1x16x16")
+    nest = Gemm(40, 40, 64).loop_nest()
+    embedding = reference_embedding(nest, spec.config)
+    dims = schedule_dims(nest, embedding)
+    tile = {d: 1 for d in dims}
+    order = ("i_block",) + tuple(d for d in dims if d != "i_block")
+    with pytest.raises(InfeasibleError, match="reduction dim i_block"):
+        compile_schedule(nest, Schedule(embedding, tile, order, None), spec.config, 8)
+
+
+def test_tile_larger_than_buffer_names_the_buffer():
+    spec = load_spec("pynq_1x16x16")
+    nest = Gemm(16, 4096, 16).loop_nest()
+    embedding = reference_embedding(nest, spec.config)
+    dims = schedule_dims(nest, embedding)
+    tile = dict(dims)
+    with pytest.raises(InfeasibleError, match="acc buffer holds 2048"):
+        compile_schedule(nest, Schedule(embedding, tile, tuple(dims), None), spec.config, 8)
+
+
+def test_steps_cover_every_tile_once():
+    spec = load_spec("pynq_1x16x16")
+    operator = Conv2d(1, 5, 7, 7, 20, 3, 3, pad_h=1, pad_w=1)
+    nest = operator.loop_nest()
+    embedding = reference_embedding(nest, spec.config)
+    dims = schedule_dims(nest, embedding)
+    tile = {**{d: 1 for d in dims}, "oh": 3, "ow": 4}
+    reductions = reduction_dims(nest, embedding)
+    order = tuple(d for d in dims if d not in reductions) + tuple(d for d in dims if d in reductions)
+    program = compile_schedule(nest, Schedule(embedding, tile, order, "oh"), spec.config, 9)
+    gemm_iterations = sum(i.iter_out * i.iter_in * (i.uop_end - i.uop_bgn)
+                          for i in program.insns if type(i).__name__ == "Gemm" and not i.reset)
+    assert gemm_iterations == embedding.instruction_count(nest.sizes)
+    assert program.stats["instruction_counts"]["store"] >= ceil(7 / 3) * ceil(7 / 4)
