@@ -4,7 +4,7 @@
     embed --op conv --shape ... --list-embeddings [--json]
     embed sim BUNDLE --out DIR          embed disasm BUNDLE
     embed deepbench --suite conv --set server --out results/
-    embed bench-sim | bench-embed       (benchmarks)
+    embed bench-sim | bench-embed | bench-compile   (benchmarks)
 
 Every user mistake surfaces as an `EmbedderError` and is printed as one line.
 Command bodies import their stage lazily so `embed --help` stays fast.
@@ -64,12 +64,13 @@ def main(ctx, op_name, shape, hw, out_dir, as_json, list_embeddings, time_limit,
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory for dram.bin and stats.json.")
 @click.option("--timing-only", is_flag=True, help="Run the cycle model only, without data.")
-@click.option("--lenient", is_flag=True, help="Do not report races and back-to-back accumulation (strict is the default).")
-def sim(bundle, out_dir, timing_only, lenient):
+@click.option("--strict", is_flag=True,
+              help="Also report GEMMs accumulating into one acc element back to back (races are always reported).")
+def sim(bundle, out_dir, timing_only, strict):
     """Run a program bundle; write the final dram.bin and stats.json."""
     from embedder.commands.simulate import sim_command
 
-    sim_command(bundle, out_dir, timing_only, strict=not lenient)
+    sim_command(bundle, out_dir, timing_only, strict=strict)
 
 
 @main.command()
@@ -88,6 +89,21 @@ def bench_sim(hw):
     from embedder.commands.simulate import bench_sim_command
 
     bench_sim_command(hw)
+
+
+@main.command("bench-compile")
+@click.option("--hw", default=DEFAULT_SPEC, show_default=True)
+@click.option("--suite", type=click.Choice(["conv", "gemm", "all"]), default="all", show_default=True)
+@click.option("--set", "op_set", type=click.Choice(["server", "device", "all"]), default="all", show_default=True)
+@click.option("--verify", is_flag=True, help="Also run each program functionally and compare bit-exactly "
+              "(operators above 2e9 MACs on a reduced shape, reported).")
+@click.option("--time-limit", default=5.0, show_default=True)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Write one JSON row per operator here.")
+def bench_compile(hw, suite, op_set, verify, time_limit, out_path):
+    """Benchmark compilation over DeepBench inference: cycles, roofline efficiency, compile time."""
+    from embedder.commands.compile import bench_compile_command
+
+    bench_compile_command(hw, suite, op_set, verify, time_limit, out_path)
 
 
 @main.command("bench-embed")

@@ -15,7 +15,7 @@ VECTORS = Path(__file__).resolve().parents[1] / "data" / "vta-vectors"
 
 def test_sim_writes_the_upstream_result(tmp_path):
     out = tmp_path / "run"
-    result = CliRunner().invoke(main, ["sim", str(VECTORS / "v102" / "bundle"), "--out", str(out), "--lenient"])
+    result = CliRunner().invoke(main, ["sim", str(VECTORS / "v102" / "bundle"), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "cycles (pynq_1x16x16 timing)" in result.output
     expected = np.fromfile(VECTORS / "v102" / "expected" / "dram.bin", dtype=np.uint8)
@@ -27,7 +27,7 @@ def test_sim_writes_the_upstream_result(tmp_path):
 
 
 def test_sim_strict_reports_back_to_back_accumulation_on_one_line(tmp_path):
-    result = CliRunner().invoke(main, ["sim", str(VECTORS / "v102" / "bundle"), "--out", str(tmp_path / "x")])
+    result = CliRunner().invoke(main, ["sim", str(VECTORS / "v102" / "bundle"), "--out", str(tmp_path / "x"), "--strict"])
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: instruction 11 (GEMM) accumulates into acc[31]")

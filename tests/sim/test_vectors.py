@@ -2,8 +2,8 @@
 
 The vectors are random programs: most accumulate into one acc element in back-to-back
 GEMM iterations (which the FPGA pipeline would get wrong but the upstream functional
-simulator computes sequentially), so the byte comparison runs with strict=False; the race
-check alone must still pass on every one of them.
+simulator computes sequentially), so the byte comparison runs with strict=False, which
+still checks races: the race check must pass on every one of them.
 """
 import json
 from pathlib import Path
