@@ -72,7 +72,7 @@ def bench_embed_command(hw: str, time_limit: float) -> None:
                f"machine {platform.machine()} {os.cpu_count()} cores, python {platform.python_version()}")
     click.echo(f"{'key':<17} {'operator':<40} {'nodes':>5} {'vars':>4} {'cons':>4} {'sols':>4} {'wall s':>7} "
                f"{'top util':>8} {'max util':>8} {'ref util':>8} {'pred.speedup':>12}")
-    walls, timeouts, rows = [], 0, []
+    walls, timeouts, rows, speedups = [], 0, [], []
     start = time.perf_counter()
     for item in operators:
         result = enumerate_embeddings(item.op.loop_nest(), spec, time_limit=time_limit)
@@ -80,14 +80,20 @@ def bench_embed_command(hw: str, time_limit: float) -> None:
         walls.append(stats.wall_seconds)
         timeouts += stats.timed_out
         rows.append((result.dataflow_nodes["operator"], stats.variables, stats.constraints))
+        speedups.append(reference.predicted_cycles / best.predicted_cycles)
         click.echo(f"{item.key:<17} {item.label:<40} {result.dataflow_nodes['operator']:>5} {stats.variables:>4} "
                    f"{stats.constraints:>4} {stats.solutions:>4} {stats.wall_seconds:>7.3f} {best.utilization:>8.1%} "
                    f"{max(x.utilization for x in result.ranked):>8.1%} {reference.utilization:>8.1%} "
                    f"{reference.predicted_cycles / best.predicted_cycles:>11.2f}x"
                    + (" TIMED OUT" if stats.timed_out else ""))
     nodes, variables, constraints = zip(*rows)
-    geomean = exp(sum(log(wall) for wall in walls) / len(walls))
+    geomean = _geomean(walls)
     click.echo(f"summary: {len(operators)} operators in {time.perf_counter() - start:.1f} s; solve wall time max "
                f"{max(walls):.3f} s, mean {sum(walls) / len(walls):.3f} s, geomean {geomean:.3f} s; {timeouts} timed out; "
                f"dataflow nodes {min(nodes)}..{max(nodes)}, model variables {min(variables)}..{max(variables)}, "
-               f"constraints {min(constraints)}..{max(constraints)} (flat in operator size)")
+               f"constraints {min(constraints)}..{max(constraints)} (flat in operator size); predicted speedup of the top "
+               f"embedding over the reference: geomean {_geomean(speedups):.2f}x, max {max(speedups):.2f}x")
+
+
+def _geomean(values: list[float]) -> float:
+    return exp(sum(log(value) for value in values) / len(values))
