@@ -180,3 +180,78 @@ def _text(d: dict) -> str:
     if "bundle" in d:
         lines.append(f"bundle      {d['bundle']}")
     return "\n".join(lines)
+
+
+# Operators above this many MACs are verified on a reduced shape (see `reduced_operator`).
+FULL_VERIFY_MACS = 2_000_000_000
+
+
+def reduced_operator(operator, max_macs: int = FULL_VERIFY_MACS):
+    """A smaller operator of the same kind for verifying a very large one, and what was shrunk.
+
+    The largest non-reduction extent (GEMM m or n, conv batch or input
+    height) is cut until the MACs fit `max_macs`; the reduction and every
+    other dimension keep their size.  Returns (operator, None) when no
+    reduction is needed, else (smaller operator, "dim: old -> new").
+    """
+    if operator.macs <= max_macs:
+        return operator, None
+    ratio = max_macs / operator.macs
+    if isinstance(operator, Gemm):
+        name = "m" if operator.m >= operator.n else "n"
+        old = getattr(operator, name)
+        new = max(1, int(old * ratio))
+        return Gemm(**{**operator.__dict__, name: new}), f"{name}: {old} -> {new}"
+    # Conv: fewer input rows (output rows shrink in proportion), at least one filter span.
+    span = (operator.r - 1) * operator.dilation_h + 1
+    new_h = max(span - 2 * operator.pad_h, int(operator.h * ratio))
+    return Conv2d(**{**operator.__dict__, "h": new_h}), f"h: {operator.h} -> {new_h}"
+
+
+def _geomean(values: list[float]) -> float:
+    from math import exp, log
+
+    return exp(sum(log(v) for v in values) / len(values)) if values else float("nan")
+
+
+def bench_compile_command(hw: str, suite: str, op_set: str, verify: bool, time_limit: float, out: str | None) -> None:
+    """Compile every DeepBench inference operator; print roofline efficiency (and verification) per suite."""
+    from embedder.evaluate.suite import load_operators
+
+    spec = load_spec(hw)
+    rows = []
+    for entry in load_operators(suite, op_set, False):
+        operator, key = entry.op, f"{entry.key} {entry.label}"
+        kind = "gemm" if isinstance(operator, Gemm) else "conv"
+        result = compile_operator(operator, spec, time_limit)
+        row = {"key": key, "kind": kind, "cycles": result.cycles, "macs": result.nest.macs,
+               **roofline(result.nest, spec, result.cycles), "compile_seconds": result.compile_seconds,
+               "embedding": result.program.schedule.embedding.describe()}
+        if verify:
+            target, reduction = reduced_operator(operator)
+            program = result.program if reduction is None else compile_operator(target, spec, time_limit).program
+            row["verified"] = run_and_verify(target, program, spec.timing).verified
+            row["verified_reduction"] = reduction
+        rows.append(row)
+        click.echo(f"{key:<60} {row['cycles']:>10} cycles  eff {row['roofline_efficiency']:.3f}  "
+                   f"compile {row['compile_seconds']:.2f} s"
+                   + (f"  verified {row['verified']}{' (' + row['verified_reduction'] + ')' if row['verified_reduction'] else ''}"
+                      if verify else ""))
+    for kind in ("conv", "gemm"):
+        chosen = [row for row in rows if row["kind"] == kind]
+        if not chosen:
+            continue
+        efficiency = [row["roofline_efficiency"] for row in chosen]
+        worst = min(chosen, key=lambda row: row["roofline_efficiency"])
+        line = (f"{kind}: {len(chosen)} operators, roofline efficiency geomean {_geomean(efficiency):.3f}, "
+                f"min {worst['roofline_efficiency']:.3f} ({worst['key']}), utilization geomean "
+                f"{_geomean([row['utilization'] for row in chosen]):.3f}, compile seconds mean "
+                f"{sum(row['compile_seconds'] for row in chosen) / len(chosen):.2f} max "
+                f"{max(row['compile_seconds'] for row in chosen):.2f}")
+        if verify:
+            line += (f", verified {sum(bool(row['verified']) for row in chosen)}/{len(chosen)} "
+                     f"({sum(row['verified_reduction'] is not None for row in chosen)} on a reduced shape)")
+        click.echo(line)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text("\n".join(json.dumps(row) for row in rows) + "\n")
