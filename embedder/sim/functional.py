@@ -24,7 +24,8 @@ inside one ALU instruction).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -67,6 +68,9 @@ class MachineState:
     gemm_counter: int = 0
     alu_counter: int = 0
     finish_count: int = 0
+    # Execution plans of GEMM/ALU instructions seen so far (see _cached_plan).
+    plans: dict = field(default_factory=dict, repr=False, compare=False)
+    plan_iterations: int = field(default=0, repr=False, compare=False)
 
     def stats(self) -> dict[str, int]:
         """The upstream counters by their stats.json names."""
@@ -204,6 +208,45 @@ def _store(state: MachineState, insn: Store) -> None:
 
 
 # -- GEMM / ALU ----------------------------------------------------------------
+#
+# A GEMM or ALU instruction is compiled into a plan (validated buffer indices
+# plus how to compute them in bulk) that depends only on its loop fields and
+# the micro-ops it reads; generated code repeats identical instructions, so
+# plans are cached per machine, keyed by those fields and micro-op words.
+
+# Cache plans of at most this many iterations, and at most this many in all.
+_CACHED_PLAN_ITERATIONS = 1 << 17
+_CACHE_ITERATION_BUDGET = 1 << 23
+# GEMM iterations are processed in chunks of at most this many (bounds memory).
+_CHUNK_ITERATIONS = 1 << 17
+
+
+def _loop_key(state: MachineState, insn: Gemm | Alu) -> tuple:
+    """Everything a plan depends on: opcode, loop fields and the micro-op words."""
+    if isinstance(insn, Gemm):
+        fields = (insn.reset, insn.wgt_factor_out, insn.wgt_factor_in)
+    else:
+        fields = (insn.alu_opcode, insn.use_imm)
+    words = state.uop[insn.uop_bgn:insn.uop_end].tobytes() if insn.uop_end >= insn.uop_bgn else b""
+    return (type(insn), insn.uop_bgn, insn.uop_end, insn.iter_out, insn.iter_in, insn.dst_factor_out,
+            insn.dst_factor_in, insn.src_factor_out, insn.src_factor_in, fields, words)
+
+
+def _cached_plan(state: MachineState, insn: Gemm | Alu, build):
+    """`build(state, insn)`, memoised in `state.plans` for instructions of modest size."""
+    key = _loop_key(state, insn)
+    plan = state.plans.get(key)
+    if plan is None:
+        plan = build(state, insn)
+        iterations = insn.iter_out * insn.iter_in * (insn.uop_end - insn.uop_bgn)
+        if iterations <= _CACHED_PLAN_ITERATIONS:
+            state.plan_iterations += iterations
+            if state.plan_iterations > _CACHE_ITERATION_BUDGET:
+                state.plans.clear()
+                state.plan_iterations = iterations
+            state.plans[key] = plan
+    return plan
+
 
 def _iteration_indices(state: MachineState, insn: Gemm | Alu, factors: dict[str, tuple[str, str]],
                        depths: dict[str, int]) -> dict[str, np.ndarray]:
@@ -237,14 +280,60 @@ def _iteration_indices(state: MachineState, insn: Gemm | Alu, factors: dict[str,
     return indices
 
 
+def _rows(indices: np.ndarray) -> np.ndarray | slice:
+    """`indices` as a slice when they are consecutive (cheaper to read and write), else as is."""
+    if indices.size and indices[-1] - indices[0] == indices.size - 1 and np.all(np.diff(indices) == 1):
+        return slice(int(indices[0]), int(indices[-1]) + 1)
+    return indices
+
+
+@dataclass(frozen=True)
+class _ResetPlan:
+    """A GEMM with reset_reg: zero acc[targets]."""
+
+    targets: np.ndarray | slice
+
+
+@dataclass(frozen=True)
+class _AccumulatePlan:
+    """One chunk of a GEMM: acc[targets[s]] += sum of products rows starts[s]..starts[s+1]-1.
+
+    `products(inp, wgt)` returns the float32 (n, BATCH * BLOCK_OUT) products of
+    the chunk's iterations sorted by acc index; `starts` is None when no acc
+    index repeats.  `wide` says whether a segment sum can exceed the 2^24 that
+    float32 holds exactly (then it is summed in float64).
+    """
+
+    products: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    targets: np.ndarray | slice
+    starts: np.ndarray | None
+    wide: bool
+
+
 def _gemm(state: MachineState, insn: Gemm) -> None:
+    plans = _cached_plan(state, insn, _plan_gemm)
+    if insn.reset:
+        state.acc[plans.targets] = 0
+        return
+    state.gemm_counter += insn.iter_out * insn.iter_in * (insn.uop_end - insn.uop_bgn)
+    lanes = state.acc.reshape(state.acc.shape[0], -1)
+    for plan in plans:
+        products = plan.products(state.inp, state.wgt)
+        if plan.starts is None:
+            lanes[plan.targets] += products.astype(np.int32)
+            continue
+        sums = np.add.reduceat(products, plan.starts, axis=0, dtype=np.float64 if plan.wide else np.float32)
+        # Float sums are exact integers; int64 then int32 keeps them modulo 2^32.
+        lanes[plan.targets] += sums.astype(np.int64).astype(np.int32) if plan.wide else sums.astype(np.int32)
+
+
+def _plan_gemm(state: MachineState, insn: Gemm) -> _ResetPlan | list[_AccumulatePlan]:
+    """Validate the indices of every iteration and plan their execution, chunk by chunk."""
     config = state.config
-    iterations = insn.iter_out * insn.iter_in * max(insn.uop_end - insn.uop_bgn, 0)
     if insn.reset:
         idx = _iteration_indices(state, insn, {"dst_idx": ("dst_factor_out", "dst_factor_in")},
                                  {"dst_idx": config.acc_depth})
-        state.acc[idx["dst_idx"]] = 0
-        return
+        return _ResetPlan(_rows(np.unique(idx["dst_idx"])))
     idx = _iteration_indices(
         state,
         insn,
@@ -255,84 +344,152 @@ def _gemm(state: MachineState, insn: Gemm) -> None:
         },
         {"dst_idx": config.acc_depth, "src_idx": config.inp_depth, "wgt_idx": config.wgt_depth},
     )
-    state.gemm_counter += iterations
-    if iterations == 0:
-        return
-    products = _gemm_products(state.inp, state.wgt, idx["src_idx"], idx["wgt_idx"])
-    _accumulate(state.acc, idx["dst_idx"], products)
+    dst, src, wgt = idx["dst_idx"], idx["src_idx"], idx["wgt_idx"]
+    # Modulo 2^32 the sum of the products does not depend on their order: any chunking is exact.
+    return [_plan_chunk(config, dst[part], src[part], wgt[part])
+            for part in (slice(start, start + _CHUNK_ITERATIONS) for start in range(0, dst.size, _CHUNK_ITERATIONS))]
 
 
 # Float32 holds every partial sum of int8 x int8 products exactly while
 # |sum| <= 2^24, i.e. for BLOCK_IN <= 2^24 / 2^14 = 1024: BLAS stays bit-exact.
-_EXACT_FLOAT32_BLOCK_IN = 1024
-# Group iterations by their shared operand when padding the groups to equal
-# size costs at most this factor of extra rows.
-_MAX_GROUP_PADDING = 2
-_CHUNK_ITERATIONS = 1 << 14
+_EXACT_FLOAT32 = 1 << 24
+_MAX_PRODUCT = 1 << 14  # |int8 x int8| <= 128 * 128
+# Rough costs on a current x86 core (seconds), only used to pick a product strategy.
+_BLAS_MAC = 0.04e-9     # one multiply-accumulate inside a large float32 matrix product
+_STACKED_MAC = 0.4e-9   # one inside a stack of tiny matrix products
+_MATMUL_CALL = 1.5e-6   # per matrix of a stacked matmul
+_ELEMENT = 1.0e-9       # gathering or converting one element
+_MAX_DENSE_ELEMENTS = 1 << 23
+_MAX_FOLD_ELEMENTS = 1 << 16  # segments x pairs of a count matrix
 
 
-def _gemm_products(inp: np.ndarray, wgt: np.ndarray, src: np.ndarray, wgt_idx: np.ndarray) -> np.ndarray:
-    """products[t][b][o] = sum_k inp[src[t]][b][k] * wgt[wgt_idx[t]][o][k], as int32.
-
-    Computed with float32 BLAS, exact (see _EXACT_FLOAT32_BLOCK_IN).  When
-    iterations share operands, they are grouped by the operand with fewer
-    distinct values (weights or inputs) and each group is one matrix product
-    against that operand, all groups in one batched matmul.
-    """
-    n = src.size
-    batch, block_in = inp.shape[1:]
-    block_out = wgt.shape[1]
-    if block_in > _EXACT_FLOAT32_BLOCK_IN:
-        return np.einsum("tbk,tok->tbo", inp[src].astype(np.int64), wgt[wgt_idx].astype(np.int64)).astype(np.int32)
-    unique_wgt, wgt_group = np.unique(wgt_idx, return_inverse=True)
-    unique_src, src_group = np.unique(src, return_inverse=True)
-    by_weight = unique_wgt.size <= unique_src.size
-    group = wgt_group if by_weight else src_group
-    groups = unique_wgt.size if by_weight else unique_src.size
-    sizes = np.bincount(group, minlength=groups)
-    rows = int(sizes.max())
-    if groups * rows > _MAX_GROUP_PADDING * n:
-        out = np.empty((n, batch, block_out), dtype=np.float32)
-        for start in range(0, n, _CHUNK_ITERATIONS):
-            part = slice(start, start + _CHUNK_ITERATIONS)
-            out[part] = np.matmul(inp[src[part]].astype(np.float32),
-                                  np.swapaxes(wgt[wgt_idx[part]], 1, 2).astype(np.float32))
-        return out.astype(np.int32)
-    order = np.argsort(group, kind="stable")
-    sorted_group = group[order]
-    group_starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
-    # Slot of each sorted iteration in the padded (groups x rows) grid, flattened.
-    slot = sorted_group * rows + (np.arange(n) - group_starts[sorted_group])
-    if by_weight:
-        x = np.zeros((groups * rows, batch, block_in), dtype=np.float32)
-        x[slot] = inp[src[order]]
-        w = np.swapaxes(wgt[unique_wgt], 1, 2).astype(np.float32)  # (groups, k, o)
-        y = np.matmul(x.reshape(groups, rows * batch, block_in), w)
-        grouped = y.reshape(groups * rows, batch, block_out)[slot]
-    else:
-        w = np.zeros((groups * rows, block_out, block_in), dtype=np.float32)
-        w[slot] = wgt[wgt_idx[order]]
-        x = np.swapaxes(inp[unique_src], 1, 2).astype(np.float32)  # (groups, k, b)
-        y = np.matmul(w.reshape(groups, rows * block_out, block_in), x)
-        grouped = np.swapaxes(y.reshape(groups * rows, block_out, batch)[slot], 1, 2)
-    out = np.empty((n, batch, block_out), dtype=np.int32)
-    out[order] = grouped
-    return out
-
-
-def _accumulate(acc: np.ndarray, dst: np.ndarray, values: np.ndarray) -> None:
-    """acc[dst[t]] += values[t] for every t (repeated dst add up), wrapping to int32.
-
-    Addition modulo 2^32 is associative, so summing repeated targets in
-    wrapping int32 first and then adding to acc equals the sequential loop.
-    """
+def _plan_chunk(config: HwConfig, dst: np.ndarray, src: np.ndarray, wgt: np.ndarray) -> _AccumulatePlan:
+    """Sort iterations by acc index; pick the cheapest exact way to compute their products."""
+    batch, block_in, block_out = config.batch, config.block_in, config.block_out
     order = np.argsort(dst, kind="stable")
-    sorted_dst = dst[order]
-    starts = np.flatnonzero(np.diff(sorted_dst, prepend=-1))
-    targets = sorted_dst[starts]
-    flat = values.reshape(values.shape[0], -1)[order]
-    sums = flat if starts.size == dst.size else np.add.reduceat(flat, starts, axis=0, dtype=np.int32)
-    acc[targets] += sums.reshape((-1,) + acc.shape[1:])
+    dst, src, wgt = dst[order], src[order], wgt[order]
+    first = np.diff(dst, prepend=-1) != 0
+    starts = np.flatnonzero(first)
+    targets = _rows(dst[starts])
+    longest = int(np.diff(np.append(starts, dst.size)).max())
+    wide = longest * block_in * _MAX_PRODUCT > _EXACT_FLOAT32
+    if block_in * _MAX_PRODUCT > _EXACT_FLOAT32:
+        return _AccumulatePlan(_stacked_int64_products(src, wgt), targets, starts, wide)
+    segment = np.cumsum(first) - 1
+    products, summed = _float32_products(dst.size, batch, block_in, block_out, src, wgt,
+                                         None if wide else (segment, starts.size))
+    if summed or starts.size == dst.size:
+        return _AccumulatePlan(products, targets, None, False)
+    return _AccumulatePlan(products, targets, starts, wide)
+
+
+def _stacked_int64_products(src: np.ndarray, wgt: np.ndarray):
+    """Products in int64 per iteration (BLOCK_IN too large for exact float32), as float64 rows."""
+    def products(inp: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        result = np.einsum("tbk,tok->tbo", inp[src].astype(np.int64), weights[wgt].astype(np.int64))
+        return result.reshape(src.size, -1).astype(np.float64)
+    return products
+
+
+def _float32_products(n: int, batch: int, block_in: int, block_out: int, src: np.ndarray, wgt: np.ndarray,
+                      segments: tuple[np.ndarray, int] | None):
+    """A function (inp, wgt buffers) -> float32 products (n, batch * block_out), exact; and False.
+
+    Candidates: one dense product of all distinct inputs by all distinct
+    weights, then a gather; weights as groups (each distinct weight times its
+    inputs, groups padded to equal rows, one stacked matmul); the same grouped
+    by input; or one tiny product per iteration.  The cheapest by the rough
+    cost constants above wins.  When the dense product wins and is small, and
+    `segments` (segment of each iteration, segment count) is given, the
+    function instead returns the per-segment sums (one more small exact
+    product with a 0/1 count matrix), and the second result is True.
+    """
+    unique_src, src_rank = np.unique(src, return_inverse=True)
+    unique_wgt, wgt_rank = np.unique(wgt, return_inverse=True)
+    macs = batch * block_in * block_out
+    out_lanes = batch * block_out
+    costs = {"each": n * (macs * _STACKED_MAC + (batch + block_out) * block_in * _ELEMENT)}
+    dense_elements = unique_src.size * unique_wgt.size * out_lanes
+    if dense_elements <= _MAX_DENSE_ELEMENTS:
+        costs["dense"] = dense_elements * (block_in * _BLAS_MAC + _ELEMENT) + n * out_lanes * _ELEMENT
+    src_rows = int(np.bincount(src_rank).max())
+    wgt_rows = int(np.bincount(wgt_rank).max())
+    costs["by_wgt"] = unique_wgt.size * (_MATMUL_CALL + wgt_rows * (macs * _BLAS_MAC + batch * block_in * _ELEMENT))
+    costs["by_src"] = unique_src.size * (_MATMUL_CALL + src_rows * (macs * _BLAS_MAC + block_out * block_in * _ELEMENT))
+    strategy = min(costs, key=costs.get)
+    if strategy == "dense":
+        pair = src_rank * unique_wgt.size + wgt_rank
+        pairs = unique_src.size * unique_wgt.size
+        if segments is not None and segments[1] * pairs <= _MAX_FOLD_ELEMENTS:
+            # counts[s][p]: how often pair p occurs in segment s; sums stay below 2^24 (not wide).
+            counts = np.zeros((segments[1], pairs), dtype=np.float32)
+            np.add.at(counts, (segments[0], pair), 1)
+            return _dense_products(batch, block_in, block_out, unique_src, unique_wgt, None, counts), True
+        return _dense_products(batch, block_in, block_out, unique_src, unique_wgt, pair, None), False
+    if strategy == "by_wgt":
+        slot, rows = _group_slots(wgt_rank, unique_wgt.size, wgt_rows)
+        padded_src = np.zeros(unique_wgt.size * rows, dtype=np.int64)
+        padded_src[slot] = src
+        return _by_weight_products(batch, block_in, block_out, padded_src, unique_wgt, slot), False
+    if strategy == "by_src":
+        slot, rows = _group_slots(src_rank, unique_src.size, src_rows)
+        padded_wgt = np.zeros(unique_src.size * rows, dtype=np.int64)
+        padded_wgt[slot] = wgt
+        return _by_input_products(batch, block_in, block_out, unique_src, padded_wgt, slot), False
+    return _each_products(n, batch, block_out, src, wgt), False
+
+
+def _group_slots(group: np.ndarray, groups: int, rows: int) -> tuple[np.ndarray, int]:
+    """Slot of each iteration in a (groups x rows) grid: its group's row block, in arrival order."""
+    order = np.argsort(group, kind="stable")
+    sizes = np.bincount(group, minlength=groups)
+    first = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    slot = np.empty(group.size, dtype=np.int64)
+    slot[order] = group[order] * rows + (np.arange(group.size) - first[group[order]])
+    return slot, rows
+
+
+def _dense_products(batch, block_in, block_out, unique_src, unique_wgt, pair, counts):
+    """All distinct inputs x all distinct weights in one BLAS product, then row `pair[t]`
+    (or, with a count matrix, `counts @ rows`: the sums of the rows per segment)."""
+    def products(inp: np.ndarray, wgt: np.ndarray) -> np.ndarray:
+        x = inp[unique_src].reshape(-1, block_in).astype(np.float32)
+        w = wgt[unique_wgt].reshape(-1, block_in).astype(np.float32)
+        y = x @ w.T  # (src * batch, wgt * block_out)
+        if batch > 1:
+            y = y.reshape(unique_src.size, batch, unique_wgt.size, block_out).transpose(0, 2, 1, 3)
+        rows = y.reshape(unique_src.size * unique_wgt.size, batch * block_out)
+        return rows[pair] if counts is None else counts @ rows
+    return products
+
+
+def _by_weight_products(batch, block_in, block_out, padded_src, unique_wgt, slot):
+    """Each distinct weight times its (padded) rows of inputs, one stacked matmul; row `slot[t]`."""
+    groups = unique_wgt.size
+    def products(inp: np.ndarray, wgt: np.ndarray) -> np.ndarray:
+        x = inp[padded_src].astype(np.float32).reshape(groups, -1, block_in)
+        w = wgt[unique_wgt].astype(np.float32).transpose(0, 2, 1)  # (groups, k, o)
+        return np.matmul(x, w).reshape(-1, batch * block_out)[slot]
+    return products
+
+
+def _by_input_products(batch, block_in, block_out, unique_src, padded_wgt, slot):
+    """Each distinct input times its (padded) rows of weights, one stacked matmul; row `slot[t]`."""
+    groups = unique_src.size
+    def products(inp: np.ndarray, wgt: np.ndarray) -> np.ndarray:
+        w = wgt[padded_wgt].astype(np.float32).reshape(groups, -1, block_in)
+        x = inp[unique_src].astype(np.float32).transpose(0, 2, 1)  # (groups, k, b)
+        y = np.matmul(w, x).reshape(-1, block_out, batch)[slot]
+        return (y.transpose(0, 2, 1) if batch > 1 else y).reshape(slot.size, batch * block_out)
+    return products
+
+
+def _each_products(n, batch, block_out, src, wgt):
+    """One tiny matrix product per iteration, stacked."""
+    def products(inp: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        y = np.matmul(inp[src].astype(np.float32), weights[wgt].astype(np.float32).transpose(0, 2, 1))
+        return y.reshape(n, batch * block_out)
+    return products
 
 
 def _alu_apply(op: AluOp, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -356,7 +513,15 @@ def _alu_apply(op: AluOp, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return result.astype(np.int32)
 
 
-def _alu(state: MachineState, insn: Alu) -> None:
+@dataclass(frozen=True)
+class _AluPlan:
+    """An ALU instruction as vector steps: (dst rows, src rows) runs, each exact in one step."""
+
+    iterations: int
+    steps: list[tuple[np.ndarray | slice, np.ndarray | slice]]
+
+
+def _plan_alu(state: MachineState, insn: Alu) -> _AluPlan:
     config = state.config
     idx = _iteration_indices(
         state,
@@ -365,17 +530,20 @@ def _alu(state: MachineState, insn: Alu) -> None:
         {"dst_idx": config.acc_depth, "src_idx": config.acc_depth},
     )
     dst, src = idx["dst_idx"], idx["src_idx"]
-    state.alu_counter += dst.size
     if dst.size == 0:
-        return
+        return _AluPlan(0, [])
+    parts = _alu_segments(dst, None if insn.use_imm else src)
+    return _AluPlan(dst.size, [(_rows(dst[part]), _rows(src[part])) for part in parts])
+
+
+def _alu(state: MachineState, insn: Alu) -> None:
+    plan = _cached_plan(state, insn, _plan_alu)
+    state.alu_counter += plan.iterations
     op = AluOp(insn.alu_opcode)
-    if insn.use_imm:
-        for part in _alu_segments(dst, None):
-            state.acc[dst[part]] = _alu_apply(op, state.acc[dst[part]].astype(np.int64), np.int64(insn.imm))
-    else:
-        for part in _alu_segments(dst, src):
-            state.acc[dst[part]] = _alu_apply(op, state.acc[dst[part]].astype(np.int64),
-                                              state.acc[src[part]].astype(np.int64))
+    acc = state.acc
+    for dst, src in plan.steps:
+        operand = np.int64(insn.imm) if insn.use_imm else acc[src].astype(np.int64)
+        acc[dst] = _alu_apply(op, acc[dst].astype(np.int64), operand)
 
 
 def _alu_segments(dst: np.ndarray, src: np.ndarray | None) -> list[slice]:

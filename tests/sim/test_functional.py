@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 
 from embedder.errors import SimulationError
 from embedder.hw import load_spec
-from embedder.isa.encoding import encode_uops
+from embedder.isa.encoding import decode_uops, encode_uops
 from embedder.isa.instructions import Alu, AluOp, Finish, Gemm, Load, MemType, Store, Uop
+from embedder.sim.benchprograms import conv_tile_program, many_small_gemms_program, matmul_program, no_reuse_program
 from embedder.sim.functional import execute, new_state
 
 SPEC_NAMES = ["pynq_1x16x16", "pynq_1x32x32", "pynq_2x16x16", "ultra96_1x16x16"]
@@ -270,3 +271,85 @@ def test_in_range_src_with_imm_and_noop_load_pass():
     execute(state, 0, Load(MemType.ACC, 5000 % 2048, 10**6, 9, 0, 0, y_pad_0=15))  # x_size 0: no-op, no check
     execute(state, 1, Finish())
     assert state.stats()["acc_load_nbytes"] == 0 and state.finish_count == 1
+
+
+# -- the benchmark shapes and the exactness limits of the float32 paths ------------
+
+def run_gemms_against_model(config, dram, insns):
+    """Execute `insns` (loads, GEMMs, FINISH) and the model's GEMMs from the same loaded state."""
+    state = new_state(config, dram.copy())
+    model = None
+    for index, insn in enumerate(insns):
+        if isinstance(insn, Gemm) and model is None:
+            model = snapshot(state)
+            uops = [Uop(*fields) for fields in zip(*decode_uops(state.uop, config))]
+        if isinstance(insn, Gemm):
+            model_gemm(model, insn, uops)
+        execute(state, index, insn)
+    assert np.array_equal(state.acc, model["acc"]) and state.gemm_counter == model["gemm_counter"]
+
+
+@pytest.mark.parametrize("spec", ["pynq_1x16x16", "pynq_2x16x16"])
+@pytest.mark.parametrize("generator", [conv_tile_program, matmul_program, no_reuse_program])
+def test_benchmark_shapes_match_model(spec, generator):
+    config = load_spec(spec).config
+    program = generator(config, 2)
+    run_gemms_against_model(config, program.dram, program.insns)
+
+
+def test_many_small_gemms_match_model_and_reuse_plans():
+    config = load_spec("pynq_1x16x16").config
+    program = many_small_gemms_program(config, 300)
+    run_gemms_against_model(config, program.dram, program.insns)
+
+
+def test_deep_accumulation_beyond_float32_range_is_exact():
+    # 3000 products of -128 x -128 x 16 lanes into one accumulator: 2^14 * 16 * 3000 > 2^31 (wraps).
+    config = load_spec("pynq_1x16x16").config
+    state = new_state(config, np.zeros(64, dtype=np.uint8))
+    state.inp[:2] = -128
+    state.wgt[:2] = -128
+    state.uop[:2] = encode_uops([Uop(0, 0, 0), Uop(0, 1, 1)], config)
+    execute(state, 0, Gemm(False, 0, 2, 1500, 1, 0, 0, 0, 0, 0, 0))
+    assert state.acc[0, 0, 0] == wrap32(3000 * 16 * 2**14)
+
+
+def test_changed_micro_ops_are_not_served_from_a_stale_plan():
+    config = load_spec("pynq_1x16x16").config
+    state, _ = random_state(config, 5)
+    gemm = Gemm(False, 0, 4, 2, 2, 1, 2, 1, 2, 1, 2)
+    execute(state, 0, gemm)
+    state.uop[:4] = encode_uops([Uop(9, 3, 2)] * 4, config)
+    model = snapshot(state)
+    model_gemm(model, gemm, [Uop(9, 3, 2)] * 4)
+    execute(state, 1, gemm)
+    assert np.array_equal(state.acc, model["acc"])
+
+
+@pytest.mark.parametrize("spec", ["pynq_1x16x16", "pynq_2x16x16"])
+def test_every_float32_product_strategy_equals_int64_einsum(spec):
+    from embedder.sim import functional
+    config = load_spec(spec).config
+    state, _ = random_state(config, 11)
+    state.inp[...] = -128  # extreme operands: dot products of magnitude 2^14 * BLOCK_IN
+    state.wgt[::2] = -128
+    rng = np.random.default_rng(3)
+    src, wgt = rng.integers(0, 6, 50), rng.integers(0, 5, 50)
+    expected = np.einsum("tbk,tok->tbo", state.inp[src].astype(np.int64), state.wgt[wgt].astype(np.int64))
+    b, k, o = config.batch, config.block_in, config.block_out
+    u_src, src_rank = np.unique(src, return_inverse=True)
+    u_wgt, wgt_rank = np.unique(wgt, return_inverse=True)
+    slot_w, rows_w = functional._group_slots(wgt_rank, u_wgt.size, int(np.bincount(wgt_rank).max()))
+    padded_src = np.zeros(u_wgt.size * rows_w, dtype=np.int64)
+    padded_src[slot_w] = src
+    slot_s, rows_s = functional._group_slots(src_rank, u_src.size, int(np.bincount(src_rank).max()))
+    padded_wgt = np.zeros(u_src.size * rows_s, dtype=np.int64)
+    padded_wgt[slot_s] = wgt
+    strategies = [
+        functional._dense_products(b, k, o, u_src, u_wgt, src_rank * u_wgt.size + wgt_rank, None),
+        functional._by_weight_products(b, k, o, padded_src, u_wgt, slot_w),
+        functional._by_input_products(b, k, o, u_src, padded_wgt, slot_s),
+        functional._each_products(src.size, b, o, src, wgt),
+    ]
+    for products in strategies:
+        assert np.array_equal(products(state.inp, state.wgt).astype(np.int64), expected.reshape(src.size, -1))
