@@ -24,7 +24,7 @@ import numpy as np
 
 from embedder.hw.config import HwConfig
 from embedder.isa.encoding import encode_uops
-from embedder.isa.instructions import Deps, Finish, Gemm, Instruction, Load, MemType, Uop
+from embedder.isa.instructions import Alu, AluOp, Deps, Finish, Gemm, Instruction, Load, MemType, Store, Uop
 from embedder.sim.functional import execute_all, new_state
 
 
@@ -127,3 +127,24 @@ def time_functional(config: HwConfig, program: BenchProgram, repeats: int = 3) -
         best_wall = min(best_wall, time.perf_counter() - wall)
         best_cpu = min(best_cpu, time.process_time() - cpu)
     return best_wall, best_cpu
+
+
+def pipelined_program(blocks: int) -> list[Instruction]:
+    """`5 * blocks + 2` instructions for timing benchmarks (no data): per block LOAD INP,
+    LOAD WGT, GEMM, ALU, STORE in a token chain that overlaps the load of block b+1 with
+    the compute of block b."""
+    first = [
+        Load(MemType.INP, 0, 0, 1, 16, 16),
+        Load(MemType.WGT, 0, 0, 1, 8, 8, deps=Deps(push_next=True)),
+        Gemm(False, 0, 8, 2, 2, 1, 1, 1, 1, 1, 1, deps=Deps(pop_prev=True)),
+        Alu(AluOp.ADD, 0, 8, 1, 1, 0, 0, 0, 0, deps=Deps(push_prev=True, push_next=True)),
+        Store(0, 0, 1, 16, 16, deps=Deps(pop_prev=True, push_prev=True)),
+    ]
+    steady = [
+        Load(MemType.INP, 0, 0, 1, 16, 16, deps=Deps(pop_next=True)),
+        first[1],
+        Gemm(False, 0, 8, 2, 2, 1, 1, 1, 1, 1, 1, deps=Deps(pop_prev=True, pop_next=True)),
+        first[3],
+        first[4],
+    ]
+    return first + steady * (blocks - 1) + [Gemm(False, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, deps=Deps(pop_next=True)), Finish()]

@@ -6,7 +6,8 @@ import numpy as np
 from click.testing import CliRunner
 
 from cli import main
-from embedder.commands.simulate import bench_sim_command, gemm_heavy_program, pipelined_program
+from embedder.commands.simulate import bench_sim_command
+from embedder.sim.benchprograms import FUNCTIONAL_BENCHMARKS, pipelined_program
 from embedder.hw.spec import load_spec
 from embedder.sim.run import run_program
 
@@ -51,7 +52,7 @@ def test_disasm_prints_one_line_per_instruction():
 
 
 def test_bench_sim_reports_both_figures(capsys):
-    bench_sim_command("pynq_1x16x16", timing_instructions=2_000, gemms=2)
+    bench_sim_command("pynq_1x16x16", timing_instructions=2_000, scale=50)
     output = capsys.readouterr().out
     assert "machine: " in output and "Python " in output
     assert "GMAC/s" in output and "instructions/s" in output
@@ -59,9 +60,10 @@ def test_bench_sim_reports_both_figures(capsys):
 
 def test_bench_programs_are_well_formed():
     spec = load_spec("pynq_2x16x16")
-    dram, insns, macs = gemm_heavy_program(spec.config, 3, uops=16, iter_out=2)
-    result = run_program(spec.config, spec.timing, dram, insns, strict=True)
-    assert result.stats["gemm_counter"] * spec.config.macs_per_cycle == macs
+    for generator in FUNCTIONAL_BENCHMARKS:
+        program = generator(spec.config, gemms=2)
+        result = run_program(spec.config, spec.timing, program.dram, program.insns, strict=False)
+        assert result.stats["gemm_counter"] * spec.config.macs_per_cycle == program.macs
     program = pipelined_program(10)
     assert len(program) == 52
     assert run_program(spec.config, spec.timing, np.zeros(0, np.uint8), program, functional=False, strict=False).stats["cycles"] > 0
