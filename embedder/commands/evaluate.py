@@ -1,0 +1,54 @@
+"""`embed deepbench`: both strategies over the DeepBench inference suites.
+
+Writes OUT/rows.jsonl (one row per operator, as soon as it is done; a rerun
+with the same OUT resumes), then OUT/summary.md, OUT/summary.csv,
+OUT/speedup.png and OUT/roofline.png over the selected operators.
+"""
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import click
+
+from embedder.errors import EmbedderError
+from embedder.evaluate.row import evaluate_operator
+from embedder.evaluate.runner import read_rows, run_batch
+from embedder.evaluate.suite import load_operators
+from embedder.evaluate.summary import groups, write_summary
+from embedder.hw.spec import load_spec
+
+
+def _check_resumable(rows_path: Path, hw_name: str, timing_only: bool) -> None:
+    """Rows already in OUT must come from the same hardware and mode, or resuming would mix experiments."""
+    for row in read_rows(rows_path):
+        if row.get("status") != "ok":
+            continue
+        if row.get("hw") != hw_name or row.get("timing_only") != timing_only:
+            raise EmbedderError(
+                f"{rows_path}: holds rows for hw {row.get('hw')} (timing_only={row.get('timing_only')}), "
+                f"not {hw_name} (timing_only={timing_only}); choose another --out")
+
+
+def deepbench_command(suite: str, op_set: str, hw: str, jobs: int, out_dir: str, quick: bool, timing_only: bool) -> None:
+    spec = load_spec(hw)
+    operators = load_operators(suite, op_set, quick)
+    if not operators:
+        raise EmbedderError(f"no DeepBench operators in suite '{suite}', set '{op_set}'{' (quick)' if quick else ''}")
+    out = Path(out_dir)
+    rows_path = out / "rows.jsonl"
+    _check_resumable(rows_path, spec.name, timing_only)
+    evaluate = partial(evaluate_operator, hw=str(spec.path), timing_only=timing_only)
+    rows = run_batch(operators, evaluate, rows_path, jobs=jobs)
+    title = f"DeepBench inference: suite {suite}, set {op_set}{', quick' if quick else ''}" \
+            f"{', timing only' if timing_only else ''}"
+    paths = write_summary(rows, spec.config, out, title)
+    failed = sum(row.get("status") != "ok" for row in rows)
+    for summary in groups(rows)[:1]:
+        click.echo(f"{summary.count} operators on {spec.name}: geomean speedup {summary.speedup.geomean:.3f} "
+                   f"(min {summary.speedup.minimum:.3f} {summary.slowest['key']}, "
+                   f"max {summary.speedup.maximum:.3f} {summary.fastest['key']}); "
+                   f"embedder roofline efficiency geomean {summary.efficiency['embedder'].geomean:.3f}")
+    if failed:
+        click.echo(f"{failed} operator(s) failed: see {paths['summary.md']}")
+    click.echo(f"wrote {rows_path}, " + ", ".join(str(path) for path in paths.values()))
