@@ -51,7 +51,7 @@ class Candidate:
 
 def tile_ladder(extent: int) -> list[int]:
     """Balanced tile sizes ceil(extent / k) for k on a geometric ladder, largest first."""
-    return sorted({ceil(extent / k) for k in LADDER if k <= extent} | {extent}, reverse=True)
+    return sorted({ceil(extent / k) for k in LADDER if k <= extent} | {extent, 1}, reverse=True)
 
 
 class CostModel:
