@@ -148,6 +148,11 @@ def markdown(rows: list[dict], hw_name: str, title: str) -> str:
             for g in summaries:
                 for strategy in STRATEGIES:
                     lines.append(f"| {g.name} | {strategy} | {_distribution_cells(getattr(g, measure)[strategy])} |")
+    lines += attribution_lines(rows)
+    kept = [row["key"] for row in ok_rows(rows) if row["embedder"].get("source") == "reference schedule"]
+    if kept:
+        lines += ["", f"The embedder kept the reference program (its own schedules were slower) on {len(kept)} "
+                      f"operator(s): {', '.join(kept)}."]
     lines += ["", "## Operators", "",
               "| key | operator | MACs | baseline cycles | embedder cycles | speedup | efficiency (base / emb) "
               "| embedder embedding | verified |", "|---|---|---|---|---|---|---|---|---|"]
@@ -162,6 +167,41 @@ def markdown(rows: list[dict], hw_name: str, title: str) -> str:
         for row in failed:
             lines.append(f"| {row['key']} | {row['label']} | {row.get('error', '').replace('|', '/')} |")
     return "\n".join(lines) + "\n"
+
+
+def speedup_cause(row: dict) -> tuple[float, float, str]:
+    """(lane-fill factor, remaining factor, cause): speedup = lane factor x remaining factor.
+
+    The lane factor is the embedder's share of useful MAC lanes over the
+    baseline's (what the embedding alone changes); the rest is data movement
+    of the layout and the schedule.  Cause: "schedule" when the embedding is
+    the reference one, else the factors above 1.2 named.
+    """
+    base, emb = row["baseline"], row["embedder"]
+    lanes = emb["lane_fill"] / base["lane_fill"]
+    rest = row["speedup"] / lanes
+    if emb.get("same_embedding_as_baseline"):
+        return lanes, rest, "schedule (reference embedding)"
+    causes = [name for name, factor in (("lane utilisation", lanes), ("layout/schedule", rest)) if factor >= 1.2]
+    return lanes, rest, " + ".join(causes) or "layout/schedule"
+
+
+def attribution_lines(rows: list[dict], threshold: float = 1.5) -> list[str]:
+    """A table of every operator with speedup >= threshold and where the speedup comes from."""
+    big = sorted((row for row in ok_rows(rows) if row["speedup"] >= threshold), key=lambda row: -row["speedup"])
+    if not big:
+        return []
+    lines = ["", f"## Where the large speedups (>= {threshold}) come from", "",
+             "Lane fill = real MACs / issued MAC lanes (fixed by the embedding). speedup = lane factor x rest "
+             "(rest: the layout's data movement and the schedule).", "",
+             "| key | operator | speedup | lane fill base -> emb | lane factor | rest | cause | embedder embedding |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in big:
+        lanes, rest, cause = speedup_cause(row)
+        lines.append(f"| {row['key']} | {row['label']} | {row['speedup']:.2f} | {row['baseline']['lane_fill']:.3f} -> "
+                     f"{row['embedder']['lane_fill']:.3f} | {lanes:.2f} | {rest:.2f} | {cause} | "
+                     f"`{row['embedder']['embedding']}` |")
+    return lines
 
 
 def plot_speedup(rows: list[dict], path: Path) -> None:

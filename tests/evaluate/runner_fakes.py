@@ -4,7 +4,7 @@ from embedder.errors import InfeasibleError
 
 def strategy(cycles: int, macs: int) -> dict:
     return {"cycles": cycles, "utilization": macs / (cycles * 256), "roofline_efficiency": min(1.0, macs / (cycles * 200)),
-            "compile_seconds": 0.01, "host_layout_bytes": 100, "embedding": "b<-(n), i<-(c), o<-(k); loops oh,ow,r,s"}
+            "compile_seconds": 0.01, "host_layout_bytes": 100, "lane_fill": 1.0, "embedding": "b<-(n), i<-(c), o<-(k); loops oh,ow,r,s"}
 
 
 def fake_row(item) -> dict:
