@@ -21,6 +21,12 @@ reference embedding with its own search only), the row keeps the faster of
 compile_operator's program and the baseline program, and says which in
 `embedder.source` ("embedder" or "reference schedule").
 
+compile_operator schedules the top EMBEDDINGS_TRIED embeddings of the
+solver's ranking; here only those predicted at most PREDICTED_SLOWDOWN_LIMIT
+times slower than the best are passed on (an embedding that leaves 15/16 of
+the lanes idle can need millions of instructions, minutes of code
+generation, and cannot win).
+
 Where a speedup comes from: `lane_fill` is the fraction of issued MAC lanes
 doing real work (MACs / (issued micro-op iterations x BATCH x BLOCK_IN x
 BLOCK_OUT), fixed by the embedding alone).  Speedup = (lane fill ratio) x
@@ -35,7 +41,8 @@ import time
 from embedder.baseline.reference import reference_schedule, reference_tiles
 from embedder.codegen.image import run_and_verify, time_program
 from embedder.codegen.program import CompiledProgram, compile_schedule
-from embedder.commands.compile import compile_operator, reduced_operator
+from embedder.commands.compile import EMBEDDINGS_TRIED, compile_operator, reduced_operator
+from embedder.embedding.model import enumerate_embeddings
 from embedder.embedding.types import Embedding, LaneGroup, tensor_layout
 from embedder.errors import EmbedderError
 from embedder.evaluate.metrics import bounds, roofline_efficiency, speedup, utilization
@@ -46,6 +53,8 @@ from embedder.ops.ir import LoopNest
 from embedder.ops.reference import requantize_shift
 from embedder.schedule.search import schedule_embedding
 
+# Embeddings predicted this many times slower than the solver's best are not scheduled.
+PREDICTED_SLOWDOWN_LIMIT = 4.0
 # Timing-only runs verify a shrunk operator of at most this many MACs.
 VERIFY_MACS = 4_000_000
 SEED = 0
@@ -87,6 +96,13 @@ def strategy_record(nest: LoopNest, spec: HwSpec, program: CompiledProgram, cycl
         "uops": program.stats["uops"],
         "dram_bytes_moved": program.stats["dram_bytes_moved"],
     }
+
+
+def embeddings_worth_scheduling(nest: LoopNest, spec: HwSpec, time_limit: float) -> int:
+    """How many of the top EMBEDDINGS_TRIED ranked embeddings are predicted within the slowdown limit of the best."""
+    ranked = enumerate_embeddings(nest, spec, time_limit=time_limit).ranked
+    limit = PREDICTED_SLOWDOWN_LIMIT * ranked[0].predicted_cycles
+    return max(1, sum(item.predicted_cycles <= limit for item in ranked[:EMBEDDINGS_TRIED]))
 
 
 def compile_baseline(nest: LoopNest, spec: HwSpec) -> tuple[CompiledProgram, float]:
@@ -152,7 +168,7 @@ def evaluate_operator(item: SuiteOperator, hw: str, timing_only: bool, time_limi
     tiles = reference_tiles(nest, spec.config)
     baseline, baseline_seconds = compile_baseline(nest, spec)
     baseline_cycles = time_program(baseline, spec.timing)["cycles"]
-    chosen = compile_operator(operator, spec, time_limit)
+    chosen = compile_operator(operator, spec, time_limit, embeddings=embeddings_worth_scheduling(nest, spec, time_limit))
     embedder, embedder_cycles, source = chosen.program, chosen.cycles, "embedder"
     if baseline_cycles < embedder_cycles:
         embedder, embedder_cycles, source = baseline, baseline_cycles, "reference schedule"
