@@ -5,13 +5,17 @@ file (so an interrupted run resumes where it stopped), evaluates the rest in
 a process pool of `jobs` workers (in this process when jobs = 1), and appends
 each row the moment its operator finishes.  An operator whose evaluation
 raises is recorded as a row with status "error" and the exception, and the
-run goes on; delete its line to retry it.  Only this process writes the file,
+run goes on; delete its line to retry it.  Ctrl-C or SIGTERM stops the
+workers too; the rows written so far stay.  Only this process writes the file,
 so rows never interleave; a line cut short by a hard kill is dropped on the
 next start.
 """
 from __future__ import annotations
 
 import json
+import multiprocessing
+import signal
+import threading
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -84,6 +88,7 @@ def run_batch(operators: Iterable[SuiteOperator], evaluate: Evaluate, rows_path:
         bar.set_postfix_str(f"{row['key']} {row['status']}")
         bar.update()
 
+    previous = signal.signal(signal.SIGTERM, _interrupt_on_sigterm) if _main_thread() else None
     try:
         if jobs == 1:
             for item in todo:
@@ -92,7 +97,13 @@ def run_batch(operators: Iterable[SuiteOperator], evaluate: Evaluate, rows_path:
             _run_pool(todo, evaluate, jobs, record)
     finally:
         bar.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return [done[item.key] for item in operators if item.key in done]
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 def _run_pool(todo: list[SuiteOperator], evaluate: Evaluate, jobs: int, record: Callable[[dict], None]) -> None:
@@ -110,7 +121,17 @@ def _run_pool(todo: list[SuiteOperator], evaluate: Evaluate, jobs: int, record: 
                         f"a worker process died (while {item.key} or another running operator was evaluated); "
                         f"finished rows are saved, rerun to resume") from None
     except BaseException:
-        # Interrupted or broken: do not wait for long operators still running.
+        # Interrupted or broken: drop queued operators and stop the running ones (their rows are not
+        # written, so a rerun redoes exactly them).
         pool.shutdown(wait=False, cancel_futures=True)
+        workers = multiprocessing.active_children()
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.join(timeout=10)
         raise
     pool.shutdown()
+
+
+def _interrupt_on_sigterm(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")

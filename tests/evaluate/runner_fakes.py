@@ -42,3 +42,10 @@ class Recorder:
     def __call__(self, item):
         self.calls.append(item.key)
         return fake_row(item)
+
+
+def sleepy_row(item) -> dict:
+    import time
+
+    time.sleep(0.2)
+    return fake_row(item)

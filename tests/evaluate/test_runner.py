@@ -6,7 +6,7 @@ import pytest
 from embedder.errors import EmbedderError
 from embedder.evaluate.runner import read_rows, run_batch
 from embedder.evaluate.suite import QUICK_KEYS, load_operators
-from runner_fakes import InterruptAfter, Recorder, failing_on_gemm, fake_row
+from runner_fakes import InterruptAfter, Recorder, failing_on_gemm, fake_row, sleepy_row
 
 
 @pytest.fixture
@@ -68,3 +68,21 @@ def test_process_pool_writes_every_row(tmp_path):
 def test_jobs_must_be_positive(tmp_path, operators):
     with pytest.raises(EmbedderError, match="--jobs"):
         run_batch(operators, fake_row, tmp_path / "rows.jsonl", jobs=0, progress=False)
+
+
+def test_sigterm_stops_the_pool_and_keeps_finished_rows(tmp_path):
+    import multiprocessing
+    import os
+    import signal
+    import threading
+
+    operators = load_operators("conv", "device")
+    rows_path = tmp_path / "rows.jsonl"
+    timer = threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(operators, sleepy_row, rows_path, jobs=2, progress=False)
+    timer.cancel()
+    assert multiprocessing.active_children() == []
+    written = read_rows(rows_path)
+    assert 0 < len(written) < len(operators)
