@@ -21,9 +21,13 @@ DATA_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "deepbench"
 SUITE_FILES = {"conv": "conv_inference.csv", "gemm": "gemm_inference.csv"}
 SETS = ("server", "device")
 
-# The --quick subset: among the cheapest DeepBench operators (fewest MACs),
-# ones that exercise padding lanes, 3x3 windows, strides and GEMM's skinny n.
+# The --quick subset: cheap DeepBench operators that exercise padding lanes,
+# 3x3 windows, strides and GEMM's skinny n, plus one speech layer (one input
+# channel, 5x20 filter) and one strided 1x1 layer, where the embedding and
+# layout matter most.
 QUICK_KEYS = (
+    "conv-server-001",  # 1x161x700 -> 32, 5x20 stride 2: filter taps fill the lanes instead of 1 channel
+    "conv-server-079",  # 256x56x56 -> 128, 1x1 stride 2: output pixels on the lanes
     "conv-server-007",  # 1x48x480 -> 16, 3x3: one input channel in 16 lanes
     "conv-server-011",  # 3x108x108 -> 64, 3x3 stride 2: three input channels
     "conv-server-033",  # 832x7x7 -> 256, 1x1: full blocks, deep reduction
