@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import csv
 from dataclasses import asdict, dataclass
+from importlib import resources
 from pathlib import Path
 
 from embedder.errors import EmbedderError
 from embedder.ops.conv2d import Conv2d
 from embedder.ops.gemm import Gemm
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "deepbench"
+# benchmarks/deepbench/ (embedder/deepbench links to it, and is a copy when installed).
+DATA_DIR = Path(str(resources.files("embedder") / "deepbench"))
 SUITE_FILES = {"conv": "conv_inference.csv", "gemm": "gemm_inference.csv"}
 SETS = ("server", "device")
 
