@@ -6,6 +6,7 @@ from math import ceil
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from strategies import small_convs
 
 from embedder.baseline.reference import reference_embedding
 from embedder.codegen.image import run_and_verify
@@ -20,18 +21,8 @@ from embedder.schedule.types import Schedule, reduction_dims, schedule_dims
 SPECS = ("pynq_1x16x16", "pynq_2x16x16", "pynq_1x32x32", "ultra96_1x16x16")
 
 
-@st.composite
-def convs(draw):
-    groups = draw(st.sampled_from([1, 1, 2, 3]))
-    c = groups * draw(st.integers(1, 7))
-    k = groups * draw(st.integers(1, 9))
-    r, s = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    dilation_h, dilation_w = draw(st.integers(1, 2)), draw(st.integers(1, 2))
-    pad_h, pad_w = draw(st.integers(0, 2)), draw(st.integers(0, 2))
-    h = draw(st.integers(max(1, (r - 1) * dilation_h + 1 - 2 * pad_h), 9))
-    w = draw(st.integers(max(1, (s - 1) * dilation_w + 1 - 2 * pad_w), 9))
-    return Conv2d(draw(st.integers(1, 2)), c, h, w, k, r, s, draw(st.integers(1, 2)), draw(st.integers(1, 2)),
-                  pad_h, pad_w, dilation_h, dilation_w, groups)
+def convs():
+    return small_convs(groups=st.sampled_from([1, 1, 2, 3]), channels_per_group=7, outputs_per_group=9, max_pad=2, max_extent=9, max_batch=2)
 
 
 gemms = st.builds(Gemm, st.integers(1, 40), st.integers(1, 40), st.integers(1, 70))

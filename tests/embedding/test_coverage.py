@@ -3,6 +3,7 @@ from math import prod
 
 import numpy as np
 from hypothesis import given, settings, strategies as st
+from strategies import small_convs
 
 from embedder.embedding.execute import coverage, execute, random_tensors, reference
 from embedder.embedding.model import enumerate_embeddings, select_pattern
@@ -44,17 +45,8 @@ def check_all(nest, pattern, spec=SPEC, seed=0):
     return result
 
 
-@st.composite
-def convs(draw):
-    groups = draw(st.integers(1, 2))
-    c, k = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 3))
-    r, s = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    dilation_h, dilation_w = draw(st.integers(1, 2)), draw(st.integers(1, 2))
-    pad_h, pad_w = draw(st.integers(0, 1)), draw(st.integers(0, 1))
-    h = draw(st.integers(max(1, (r - 1) * dilation_h + 1 - 2 * pad_h), 7))
-    w = draw(st.integers(max(1, (s - 1) * dilation_w + 1 - 2 * pad_w), 7))
-    return Conv2d(draw(st.integers(1, 3)), c, h, w, k, r, s, draw(st.integers(1, 2)), draw(st.integers(1, 2)),
-                  pad_h, pad_w, dilation_h, dilation_w, groups)
+def convs():
+    return small_convs()
 
 
 @settings(max_examples=12, deadline=None)

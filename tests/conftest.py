@@ -1,0 +1,1 @@
+"""Shared test configuration: puts tests/ on sys.path so tests can import `strategies`."""
