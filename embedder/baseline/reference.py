@@ -15,8 +15,15 @@ virtual threads split either h_f or co_f in half, so the split factor must be
 even.  A tile is kept when, counting memory elements,
 
     input   b_f * ((h_f-1)*stride_h + R') * ((w_f-1)*stride_w + S') * ci_f <= inp_depth / 2
-    weight  R * S * ci_f * co_f                                         <= wgt_depth
+    weight  R * S * ci_f * co_f * copies                                <= wgt_depth
     output  b_f * h_f * w_f * co_f                                      <= acc_depth / 2
+
+copies = 1 when the threads split co_f (each thread holds its half of the
+weight tile), 2 when they split h_f (each thread holds the whole weight
+tile: the code generator double-buffers it, as VTA's virtual threads keep
+one weight buffer per thread).  design.md states the weight condition for
+the co_f split; without the factor, GEMMs with n = 2 or 4 columns pick
+row-split tiles whose weights cannot be generated.
 
 with R' = (R-1)*dilation_h + 1 the filter span (R when undilated), and every
 spatial tile factor f satisfies f > 2 (so the GEMM pipeline never accumulates
@@ -176,10 +183,22 @@ def _candidates(problem: TileProblem, config: HwConfig, threads: int, spatial_ru
                         output_elements = b_f * h_f * w_f * co_f
                         if weight_elements > config.wgt_depth or output_elements > acc_cap:
                             break
-                        axes = [None] if threads == 1 else [a for a in THREAD_AXES if (co_f if a == "o_block" else h_f) % 2 == 0]
-                        for axis in axes:
-                            yield _score(problem, config, (b_f, h_f, w_f, ci_f, co_f), axis,
-                                         input_elements, weight_elements, output_elements)
+                        for axis in _thread_axes(threads, h_f, co_f):
+                            if weight_elements * _weight_copies(axis) <= config.wgt_depth:
+                                yield _score(problem, config, (b_f, h_f, w_f, ci_f, co_f), axis,
+                                             input_elements, weight_elements, output_elements)
+
+
+def _thread_axes(threads: int, h_f: int, co_f: int) -> list[str | None]:
+    """The splits two threads can make of this tile (the split factor must be even); [None] for one thread."""
+    if threads == 1:
+        return [None]
+    return [axis for axis in THREAD_AXES if (co_f if axis == "o_block" else h_f) % 2 == 0]
+
+
+def _weight_copies(axis: str | None) -> int:
+    """Weight tiles resident at once: each row thread holds the whole weight tile."""
+    return 2 if axis == "oh" else 1
 
 
 def _score(problem, config, tile, axis, input_elements, weight_elements, output_elements):

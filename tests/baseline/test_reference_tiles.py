@@ -149,3 +149,22 @@ def test_reference_embedding_is_among_the_embedders_candidates(op):
     assert mine.operand_map == theirs.operand_map and mine.pattern == theirs.pattern
     assert [(g.axis, g.dims) for g in mine.groups] == [(g.axis, g.dims) for g in theirs.groups]
     assert mine.loop_dims == theirs.loop_dims
+
+
+def test_row_threads_hold_two_weight_tiles():
+    # gemm m = 784 = 49 blocks, n = 2, k = 2560 = 160 blocks.  Every divisor of 49 is odd, so the threads must
+    # split h_f; n = 2 allows only h_f = 2 (f = extent).  Each row thread holds the whole weight tile, so
+    # 2 * ci_f * co_f <= 1024.  input 2*ci_f <= 1024, output 2*co_f <= 1024.
+    # input traffic  = (49/co_f)(160/ci_f) * 2*ci_f*16 = 250,880/co_f   -> co_f = 49
+    # weight traffic = (49/co_f)(160/ci_f) * ci_f*co_f*256 = 2,007,040 (each weight read once, constant)
+    # co_f = 49: ci_f <= 512/49 = 10.4 -> ci_f in {1,2,4,5,8,10}; fewest steps -> ci_f = 10, 16 steps.
+    # (Without the second copy ci_f = 20 would be picked, and its 2 x 980 weight elements overflow the buffer.)
+    tile, axis, rule, tiles = chosen(Gemm(m=784, n=2, k=2560))
+    assert (tile, axis, rule) == ((1, 2, 1, 10, 49), "oh", "rule")
+    assert tiles.steps == 16 and tiles.weight_elements == 490
+    schedule = reference_schedule(Gemm(m=784, n=2, k=2560).loop_nest(), load_spec("pynq_1x16x16"))
+    assert schedule.tile == {"n": 1, "b_block": 1, "i_block": 10, "o_block": 49}
+    # and the code generator accepts it
+    from embedder.codegen.program import compile_schedule
+
+    compile_schedule(Gemm(m=784, n=2, k=2560).loop_nest(), schedule, CONFIG, shift=8)
