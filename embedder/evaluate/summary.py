@@ -17,6 +17,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, never a display
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 
 from embedder.hw.config import HwConfig  # noqa: E402
 
@@ -204,10 +205,15 @@ def attribution_lines(rows: list[dict], threshold: float = 1.5) -> list[str]:
     return lines
 
 
+# Above this many operators the bars get no tick labels; the fastest few are annotated instead.
+LABELLED_BARS = 60
+ANNOTATED_FASTEST = 5
+
+
 def plot_speedup(rows: list[dict], path: Path) -> None:
     """Per-operator speedup, sorted, as bars on a log axis with the geomean and 1.0 marked."""
     rows = sorted(ok_rows(rows), key=lambda row: (row["speedup"], row["key"]))
-    figure, axes = plt.subplots(figsize=(max(6.0, 0.12 * len(rows) + 2), 4.5))
+    figure, axes = plt.subplots(figsize=(min(16.0, max(6.0, 0.12 * len(rows) + 2)), 4.5))
     if rows:
         values = [row["speedup"] for row in rows]
         colors = ["tab:blue" if row["suite"] == "conv" else "tab:orange" for row in rows]
@@ -216,11 +222,22 @@ def plot_speedup(rows: list[dict], path: Path) -> None:
         axes.axhline(geomean(values), color="tab:red", linestyle="--", linewidth=1,
                      label=f"geomean {geomean(values):.2f}x")
         axes.set_yscale("log")
-        axes.set_xticks(range(len(rows)))
-        axes.set_xticklabels([row["key"] for row in rows], rotation=90, fontsize=5 if len(rows) > 40 else 7)
-        axes.bar([0], [0], color="tab:blue", label="conv")
-        axes.bar([0], [0], color="tab:orange", label="gemm")
-        axes.legend(fontsize=8)
+        axes.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+        axes.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        axes.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        if len(rows) <= LABELLED_BARS:
+            axes.set_xticks(range(len(rows)))
+            axes.set_xticklabels([row["key"] for row in rows], rotation=90, fontsize=7)
+        else:
+            axes.set_xticks([])
+            axes.set_xlabel(f"{len(rows)} operators, sorted by speedup")
+            for position in range(len(rows) - ANNOTATED_FASTEST, len(rows)):
+                axes.annotate(rows[position]["key"], (position, values[position]), fontsize=6, rotation=90,
+                              xytext=(0, 3), textcoords="offset points", ha="center", va="bottom")
+        for suite, color in (("conv", "tab:blue"), ("gemm", "tab:orange")):
+            if any(row["suite"] == suite for row in rows):
+                axes.bar([0], [0], color=color, label=suite)
+        axes.legend(fontsize=8, loc="upper left")
     axes.set_ylabel("speedup over the baseline (log)")
     axes.set_title("Embedder speedup per operator (sorted)")
     figure.tight_layout()
