@@ -8,16 +8,19 @@
     speedup              = baseline cycles / embedder cycles
 
 `macs` are the operator's true multiply-accumulates (no padding lanes), and
-the byte counts are the operator's tensors at their true shapes, so both
-strategies are measured against the same bounds.
+the bytes are the tensor elements the operator reads or writes at their true
+shapes (int8), so both strategies are measured against the same bounds.
+"Read once" counts only elements the operator touches: a stride-2 1x1
+convolution reads a quarter of its input, and counting the whole tensor
+would put the memory roof above what any program needs.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import prod
+import numpy as np
 
 from embedder.hw.config import HwConfig
-from embedder.ops.ir import LoopNest
+from embedder.ops.ir import Access, LoopNest
 
 
 @dataclass(frozen=True)
@@ -37,9 +40,25 @@ class Bounds:
         return self.macs / self.tensor_bytes
 
 
+def touched_elements(access: Access, sizes: dict[str, int]) -> int:
+    """Distinct in-bounds elements an access reaches over the loop nest.
+
+    Each axis's index takes the values offset + sum(coef * range(size)); the
+    count per axis is exact, and their product is exact when no dim appears in
+    two axes (conv and GEMM), an upper bound otherwise.
+    """
+    count = 1
+    for expr, extent in zip(access.index, access.shape):
+        values = np.array([expr.offset])
+        for dim, coef in expr.terms:
+            values = np.unique(values[:, None] + coef * np.arange(sizes[dim])[None, :])
+        count *= int(((values >= 0) & (values < extent)).sum())
+    return count
+
+
 def tensor_bytes(nest: LoopNest) -> int:
-    """Bytes of the operator's input, weight and output at their true shapes (int8 each)."""
-    return sum(prod(access.shape) for access in nest.accesses)
+    """Bytes of the input, weight and output elements the operator touches (int8 each)."""
+    return sum(touched_elements(access, nest.sizes) for access in nest.accesses)
 
 
 def bounds(nest: LoopNest, config: HwConfig) -> Bounds:

@@ -32,3 +32,15 @@ def test_conv_bytes_use_true_shapes_without_padding():
 
 def test_speedup_is_baseline_over_embedder():
     assert speedup(300, 100) == 3.0
+
+
+def test_strided_1x1_conv_reads_a_quarter_of_its_input():
+    op = Conv2d(n=1, c=16, h=8, w=8, k=32, r=1, s=1, stride_h=2, stride_w=2)
+    # rows and columns 0, 2, 4, 6 are read: 16*4*4 input + 32*16 weight + 32*4*4 output
+    assert tensor_bytes(op.loop_nest()) == 256 + 512 + 512
+
+
+def test_padded_strided_window_counts_rows_once():
+    # 7 rows, pad 1, 3 taps, stride 2: out rows (7+2-3)//2+1 = 4 read padded rows 0..8, real rows 0..6 all touched
+    op = Conv2d(n=1, c=1, h=7, w=7, k=1, r=3, s=3, stride_h=2, stride_w=2, pad_h=1, pad_w=1)
+    assert tensor_bytes(op.loop_nest()) == 49 + 9 + 16
