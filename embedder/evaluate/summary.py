@@ -154,6 +154,11 @@ def markdown(rows: list[dict], hw_name: str, title: str) -> str:
     if kept:
         lines += ["", f"The embedder kept the reference program (its own schedules were slower) on {len(kept)} "
                       f"operator(s): {', '.join(kept)}."]
+    above = [f"{row['key']} ({strategy} {row[strategy]['roofline_efficiency']:.3f})" for row in ok_rows(rows)
+             for strategy in STRATEGIES if row[strategy]["roofline_efficiency"] > 1]
+    if above:
+        lines += ["", f"Roofline efficiency above 1 (the bound assumes one bus shared by every transfer; the cycle "
+                      f"model moved data faster) on {len(above)}: {', '.join(above)}."]
     lines += ["", "## Operators", "",
               "| key | operator | MACs | baseline cycles | embedder cycles | speedup | efficiency (base / emb) "
               "| embedder embedding | verified |", "|---|---|---|---|---|---|---|---|---|"]

@@ -74,3 +74,9 @@ def test_markdown_names_operators_that_kept_the_reference_program(tmp_path):
     rows = [row("c1", "conv", 1.0), row("c2", "conv", 3.0)]
     text = write_summary(rows, load_spec("pynq_1x16x16").config, tmp_path, "t")["summary.md"].read_text()
     assert "kept the reference program (its own schedules were slower) on 1 operator(s): c1." in text
+
+
+def test_efficiency_above_one_is_flagged_not_hidden(tmp_path):
+    rows = [row("c1", "conv", 2.0, eff_emb=1.2)]
+    text = write_summary(rows, load_spec("pynq_1x16x16").config, tmp_path, "t")["summary.md"].read_text()
+    assert "Roofline efficiency above 1" in text and "c1 (embedder 1.200)" in text
