@@ -107,7 +107,7 @@ def _main_thread() -> bool:
 
 
 def _run_pool(todo: list[SuiteOperator], evaluate: Evaluate, jobs: int, record: Callable[[dict], None]) -> None:
-    pool = ProcessPoolExecutor(max_workers=jobs)
+    pool = ProcessPoolExecutor(max_workers=jobs, initializer=_worker_signals)
     pending = {pool.submit(evaluate_safely, evaluate, item): item for item in todo}
     try:
         while pending:
@@ -124,13 +124,27 @@ def _run_pool(todo: list[SuiteOperator], evaluate: Evaluate, jobs: int, record: 
         # Interrupted or broken: drop queued operators and stop the running ones (their rows are not
         # written, so a rerun redoes exactly them).
         pool.shutdown(wait=False, cancel_futures=True)
+        _stop_workers()
+        raise
+    pool.shutdown()
+
+
+def _worker_signals() -> None:
+    """Workers leave Ctrl-C to the parent (which stops them) and die at once on SIGTERM."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _stop_workers() -> None:
+    """Terminate and reap this process's children (the pool's workers; it may still be starting one)."""
+    for _ in range(5):
         workers = multiprocessing.active_children()
+        if not workers:
+            return
         for worker in workers:
             worker.terminate()
         for worker in workers:
             worker.join(timeout=10)
-        raise
-    pool.shutdown()
 
 
 def _interrupt_on_sigterm(signum, frame):
