@@ -51,7 +51,7 @@ from embedder.hw.spec import HwSpec, load_spec
 from embedder.ops.gemm import Gemm
 from embedder.ops.ir import LoopNest
 from embedder.ops.reference import requantize_shift
-from embedder.schedule.search import schedule_embedding
+from embedder.schedule.search import ScheduledProgram, schedule_embedding
 
 # Embeddings predicted this many times slower than the solver's best are not scheduled.
 PREDICTED_SLOWDOWN_LIMIT = 4.0
@@ -168,10 +168,9 @@ def evaluate_operator(item: SuiteOperator, hw: str, timing_only: bool, time_limi
     tiles = reference_tiles(nest, spec.config)
     baseline, baseline_seconds = compile_baseline(nest, spec)
     baseline_cycles = time_program(baseline, spec.timing)["cycles"]
-    chosen = compile_operator(operator, spec, time_limit, embeddings=embeddings_worth_scheduling(nest, spec, time_limit))
-    embedder, embedder_cycles, source = chosen.program, chosen.cycles, "embedder"
-    if baseline_cycles < embedder_cycles:
-        embedder, embedder_cycles, source = baseline, baseline_cycles, "reference schedule"
+    chosen = compile_operator(operator, spec, time_limit, embeddings=embeddings_worth_scheduling(nest, spec, time_limit),
+                              reference=ScheduledProgram(baseline, baseline_cycles, {}, float(baseline_cycles), 1, []))
+    embedder, embedder_cycles, source = chosen.program, chosen.cycles, chosen.source
     embedder_seconds = chosen.compile_seconds + baseline_seconds
     if timing_only:
         verification = verify_shrunk(operator, None if embedder is baseline else embedder.schedule.embedding, spec)
@@ -188,7 +187,7 @@ def evaluate_operator(item: SuiteOperator, hw: str, timing_only: bool, time_limi
                      "rule_tile": {"b_f": tiles.b_f, "h_f": tiles.h_f, "w_f": tiles.w_f, "ci_f": tiles.ci_f,
                                    "co_f": tiles.co_f, "threads": tiles.thread_axis}},
         "embedder": {**strategy_record(nest, spec, embedder, embedder_cycles, embedder_seconds),
-                     "source": source, "search_cycles": chosen.cycles,
+                     "source": source, "search_cycles": chosen.search_cycles,
                      "same_embedding_as_baseline": same_embedding(nest, embedder.schedule.embedding,
                                                                   baseline.schedule.embedding), "embeddings_tried": chosen.tried},
         "speedup": speedup(baseline_cycles, embedder_cycles),
