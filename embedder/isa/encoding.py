@@ -149,17 +149,23 @@ def decode_insn(data: bytes, config: HwConfig) -> Instruction:
     return insn_from_int(int.from_bytes(bytes(data), "little"), config)
 
 
+def _each_indexed(kind: str, items, encode) -> list:
+    """`encode` applied to each item; an EncodingError gains the item's kind and index."""
+    encoded = []
+    for index, item in enumerate(items):
+        try:
+            encoded.append(encode(item))
+        except EncodingError as error:
+            raise EncodingError(f"{kind} {index}: {error}") from None
+    return encoded
+
+
 def encode_program(insns: list[Instruction], config: HwConfig) -> np.ndarray:
     """The instruction stream as a uint8 array of 16 bytes per instruction.
 
     An EncodingError names the index of the offending instruction.
     """
-    chunks = []
-    for index, insn in enumerate(insns):
-        try:
-            chunks.append(encode_insn(insn, config))
-        except EncodingError as error:
-            raise EncodingError(f"instruction {index}: {error}") from None
+    chunks = _each_indexed("instruction", insns, lambda insn: encode_insn(insn, config))
     return np.frombuffer(b"".join(chunks), dtype=np.uint8).copy()
 
 
@@ -190,13 +196,7 @@ def decode_uop(word: int, config: HwConfig) -> Uop:
 
 def encode_uops(uops: list[Uop], config: HwConfig) -> np.ndarray:
     """Micro-ops as a uint32 array (store it little-endian: `.astype('<u4')`)."""
-    words = []
-    for index, uop in enumerate(uops):
-        try:
-            words.append(encode_uop(uop, config))
-        except EncodingError as error:
-            raise EncodingError(f"micro-op {index}: {error}") from None
-    return np.array(words, dtype=np.uint32)
+    return np.array(_each_indexed("micro-op", uops, lambda uop: encode_uop(uop, config)), dtype=np.uint32)
 
 
 def decode_uops(words: np.ndarray, config: HwConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
