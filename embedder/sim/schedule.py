@@ -13,17 +13,26 @@ The model (vta-isa.md section 4; hardware/xilinx/src/vta.cc for what the doc lea
   queue matches the ``t``-th push into it), starts at ``b_k = max(r_k, pushes)``,
   runs for its cost and completes at ``d_k = b_k + cost``; its pushes happen at ``d_k``.
 * Costs (every instruction also pays ``insn_decode_cycles``):
-  LOAD / STORE: ``dma_row_latency`` per DRAM row (y) plus ``ceil(bytes / bus_bytes)``
-  for the whole transfer, bytes counted on the DRAM side (an ACC_8BIT element reads
-  BATCH x BLOCK_OUT bytes), plus one cycle per padding element (vta.cc reset_mem
-  writes one whole SRAM element per cycle and reads no DRAM);
+  LOAD / STORE: ``dma_row_latency`` per DRAM row (y), then ``ceil(bytes / bus_bytes)``
+  beats on the DRAM data port for the whole transfer, bytes counted on the DRAM side
+  (an ACC_8BIT element reads BATCH x BLOCK_OUT bytes), then one cycle per padding
+  element (vta.cc reset_mem writes one whole SRAM element per cycle and reads no DRAM);
   ``x_size = 0`` moves nothing (upstream returns early) and costs only the decode.
   GEMM: ``uops * iter_out * iter_in * gemm_cycles_per_uop + compute_pipeline_depth``;
   ALU the same with ``alu_cycles_per_uop``; FINISH: decode only.
+* One DRAM data port.  The load, compute (micro-ops, acc) and store masters all
+  reach DRAM through one AXI SmartConnect onto one bus-wide slave port
+  (hardware/xilinx/scripts/vivado.tcl), so the port moves ``bus_bytes`` per cycle in
+  total: a transfer's beats take the earliest free stretch of the port at or after
+  its request (the end of its row latency), never delaying beats already granted.
+  Row latency overlaps other transfers (AXI keeps several requests outstanding).  Instruction fetch (16 bytes per
+  instruction, running ahead of the modules) is not charged to the port.
 
-The model's recurrences form a static graph (module order, token matching, queue
-slots), so it is evaluated by advancing each module and fetch as far as their
-inputs are known; when none can advance before the end the program deadlocks.
+The model is evaluated in time order: among the three modules, the one whose next
+instruction can start earliest (it has arrived and the pushes it pops are known)
+takes it, fetch advances as far as queue slots allow, and when no module can take
+its next instruction before the end the program deadlocks.  Every instruction taken
+later starts no earlier, so port grants are made in start order.
 
 Besides timing, the same pass computes vector clocks over the token order
 (happens-before; fetch-queue back-pressure is timing, not ordering), which the FINISH
@@ -85,8 +94,21 @@ def _module(insn: Instruction) -> int:
     return Module.COMPUTE
 
 
+@dataclass(frozen=True)
+class Cost:
+    """An instruction's cycles: ``lead`` before its DRAM beats, ``beats`` on the shared port, ``tail`` after."""
+
+    lead: int
+    beats: int = 0
+    tail: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.lead + self.beats + self.tail
+
+
 class _CostModel:
-    """Cycles one instruction occupies its module (see the module docstring)."""
+    """Cycles one instruction occupies its module, without waiting (see the module docstring)."""
 
     def __init__(self, config: HwConfig, timing: TimingModel):
         self.bus = config.bus_bytes
@@ -104,28 +126,29 @@ class _CostModel:
             MemType.OUT: config.out_elem_bytes,
         }
 
-    def __call__(self, insn: Instruction) -> int:
+    def __call__(self, insn: Instruction) -> Cost:
         if isinstance(insn, (Load, Store)):
             if insn.x_size == 0:
-                return self.decode
+                return Cost(self.decode)
             data = insn.y_size * insn.x_size * self.dram_bytes[insn.memory_type]
             width = insn.x_pad_0 + insn.x_size + insn.x_pad_1
             padding = width * (insn.y_pad_0 + insn.y_size + insn.y_pad_1) - insn.x_size * insn.y_size
-            return self.decode + insn.y_size * self.row + -(-data // self.bus) + padding
+            return Cost(self.decode + insn.y_size * self.row, -(-data // self.bus), padding)
         if isinstance(insn, Gemm):
-            return self.decode + (insn.uop_end - insn.uop_bgn) * insn.iter_out * insn.iter_in * self.gemm + self.depth
+            return Cost(self.decode + (insn.uop_end - insn.uop_bgn) * insn.iter_out * insn.iter_in * self.gemm + self.depth)
         if isinstance(insn, Alu):
-            return self.decode + (insn.uop_end - insn.uop_bgn) * insn.iter_out * insn.iter_in * self.alu + self.depth
-        return self.decode
+            return Cost(self.decode + (insn.uop_end - insn.uop_bgn) * insn.iter_out * insn.iter_in * self.alu + self.depth)
+        return Cost(self.decode)
 
 
 @dataclass(frozen=True)
 class ModuleStats:
-    """Cycles a module spent running instructions, waiting for tokens, and idle (empty queue)."""
+    """Cycles a module spent running instructions, waiting for tokens, waiting for the DRAM port, and idle."""
 
     instructions: int
     busy: int
     token_stall: int
+    port_stall: int
     idle: int
 
 
@@ -149,14 +172,16 @@ class Schedule:
     clocks: np.ndarray
     modules: dict[str, ModuleStats]
     fetch_stall: int
+    port_busy: int  # cycles the shared DRAM data port moved data
     unconsumed_tokens: dict[str, int]
 
     def stats(self) -> dict:
-        stats = {"cycles": self.cycles, "fetch_stall_cycles": self.fetch_stall}
+        stats = {"cycles": self.cycles, "fetch_stall_cycles": self.fetch_stall, "dram_port_busy_cycles": self.port_busy}
         for name, module in self.modules.items():
             stats[f"{name}_instructions"] = module.instructions
             stats[f"{name}_busy_cycles"] = module.busy
             stats[f"{name}_token_stall_cycles"] = module.token_stall
+            stats[f"{name}_port_stall_cycles"] = module.port_stall
             stats[f"{name}_idle_cycles"] = module.idle
         stats["unconsumed_tokens"] = dict(self.unconsumed_tokens)
         return stats
@@ -212,6 +237,32 @@ def _token_edges(insns: Sequence[Instruction], modules: list[int]):
     return waits, unconsumed
 
 
+class _DramPort:
+    """The shared DRAM data port: granted intervals of beats, disjoint and sorted.
+
+    A transfer asking at time ``t`` for ``L`` beats gets the earliest ``L``-cycle gap
+    starting at or after ``t``; it never delays a transfer already granted.  Requests
+    come in instruction start order, and a module's earlier transfers end before its
+    next instruction starts, so at most one live interval per module is kept.
+    """
+
+    def __init__(self):
+        self.granted: list[tuple[int, int]] = []
+
+    def grant(self, request: int, beats: int, now: int) -> int:
+        """Start of the beats of a transfer requested at ``request`` by an instruction starting at ``now``."""
+        self.granted = [(s, e) for s, e in self.granted if e > now]
+        time = request
+        for begin, end in self.granted:
+            if time + beats <= begin:
+                break
+            if end > time:
+                time = end
+        self.granted.append((time, time + beats))
+        self.granted.sort()
+        return time
+
+
 def schedule(insns: Sequence[Instruction], config: HwConfig, timing: TimingModel) -> Schedule:
     """Run the cycle model; raise SimulationError on a malformed or deadlocking program."""
     check_structure(insns)
@@ -238,14 +289,51 @@ def schedule(insns: Sequence[Instruction], config: HwConfig, timing: TimingModel
     last_done = [0, 0, 0]
     last_clock = [(0, 0, 0), (0, 0, 0), (0, 0, 0)]
     token_stall = [0, 0, 0]
+    port_stall = [0, 0, 0]
+    port = _DramPort()
+    port_busy = 0
     fetched = 0
     fetch_time = 0
     fetch_stall = 0
+    # Per module, its next instruction once it can start: (begin, taken, clock), else None.
+    next_start: list[tuple | None] = [None, None, None]
 
-    progress = True
-    while progress:
-        progress = False
-        # Fetch as far as queue slots allow.
+    def can_start(module: int):
+        """When the module's next instruction starts, if its arrival and every push it pops are known."""
+        k = cursor[module]
+        if k == len(sequences[module]):
+            return None
+        index = sequences[module][k]
+        arrived = arrival[index]
+        if arrived < 0:
+            return None
+        prev_done = last_done[module]
+        taken = arrived if arrived > prev_done else prev_done
+        ready[index] = taken  # the queue slot frees when the module takes the instruction
+        begin = taken
+        lc, cc, sc = last_clock[module]
+        for _queue, producer in waits.get(index, ()):
+            pushed = done[producer] if producer >= 0 else -1
+            if pushed < 0:
+                return None
+            if pushed > begin:
+                begin = pushed
+            pl, pc, ps = clock[producer]
+            lc = pl if pl > lc else lc
+            cc = pc if pc > cc else cc
+            sc = ps if ps > sc else sc
+        if module == 0:
+            lc = k + 1
+        elif module == 1:
+            cc = k + 1
+        else:
+            sc = k + 1
+        return begin, taken, (lc, cc, sc)
+
+    def advance_fetch() -> bool:
+        """Fetch as far as queue slots allow; True when an instruction arrived."""
+        nonlocal fetched, fetch_time, fetch_stall
+        first = fetched
         while fetched < n:
             module = modules[fetched]
             slot = positions[fetched] - depth
@@ -260,56 +348,41 @@ def schedule(insns: Sequence[Instruction], config: HwConfig, timing: TimingModel
             arrival[fetched] = time
             fetch_time = time
             fetched += 1
-            progress = True
-        # Each module runs its queue in order while its instructions have arrived and their tokens exist.
+        return fetched > first
+
+    while True:
+        advance_fetch()
+        # The module whose next instruction starts earliest takes it (ties: load, compute, store).
+        chosen = -1
         for module in (0, 1, 2):
-            sequence = sequences[module]
-            k = cursor[module]
-            prev_done = last_done[module]
-            prev_clock = last_clock[module]
-            while k < len(sequence):
-                index = sequence[k]
-                arrived = arrival[index]
-                if arrived < 0:
-                    break
-                taken = arrived if arrived > prev_done else prev_done
-                ready[index] = taken
-                begin = taken
-                lc, cc, sc = prev_clock
-                pending = waits.get(index)
-                if pending is not None:
-                    blocked = False
-                    for _queue, producer in pending:
-                        pushed = done[producer] if producer >= 0 else -1
-                        if pushed < 0:
-                            blocked = True
-                            break
-                        if pushed > begin:
-                            begin = pushed
-                        pl, pc, ps = clock[producer]
-                        lc = pl if pl > lc else lc
-                        cc = pc if pc > cc else cc
-                        sc = ps if ps > sc else sc
-                    if blocked:
-                        break
-                if module == 0:
-                    lc = k + 1
-                elif module == 1:
-                    cc = k + 1
-                else:
-                    sc = k + 1
-                prev_clock = (lc, cc, sc)
-                clock[index] = prev_clock
-                token_stall[module] += begin - taken
-                start[index] = begin
-                prev_done = begin + costs[index]
-                done[index] = prev_done
-                processed.append(index)
-                k += 1
-                progress = True
-            cursor[module] = k
-            last_done[module] = prev_done
-            last_clock[module] = prev_clock
+            if next_start[module] is None:
+                next_start[module] = can_start(module)
+            candidate = next_start[module]
+            if candidate is not None and (chosen < 0 or candidate[0] < next_start[chosen][0]):
+                chosen = module
+        if chosen < 0:
+            if advance_fetch():  # a blocked module took an instruction and freed its queue slot
+                continue
+            break
+        begin, taken, ordered = next_start[chosen]
+        next_start[chosen] = None
+        index = sequences[chosen][cursor[chosen]]
+        cost = costs[index]
+        finish = begin + cost.lead
+        if cost.beats:
+            granted = port.grant(finish, cost.beats, begin)
+            port_stall[chosen] += granted - finish
+            finish = granted + cost.beats
+            port_busy += cost.beats
+        finish += cost.tail
+        clock[index] = ordered
+        token_stall[chosen] += begin - taken
+        start[index] = begin
+        done[index] = finish
+        processed.append(index)
+        cursor[chosen] += 1
+        last_done[chosen] = finish
+        last_clock[chosen] = ordered
 
     if len(processed) < n:
         raise SimulationError(_deadlock_message(insns, sequences, cursor, arrival, done, waits, fetched, modules, depth))
@@ -323,9 +396,10 @@ def schedule(insns: Sequence[Instruction], config: HwConfig, timing: TimingModel
     cycles = int(done_array.max()) if n else 0
     busy = [0, 0, 0]
     for index, module in enumerate(modules):
-        busy[module] += costs[index]
+        busy[module] += costs[index].total
     stats = {
-        MODULE_NAMES[m]: ModuleStats(len(sequences[m]), busy[m], token_stall[m], cycles - busy[m] - token_stall[m])
+        MODULE_NAMES[m]: ModuleStats(len(sequences[m]), busy[m], token_stall[m], port_stall[m],
+                                     cycles - busy[m] - token_stall[m] - port_stall[m])
         for m in range(3)
     }
     return Schedule(
@@ -338,6 +412,7 @@ def schedule(insns: Sequence[Instruction], config: HwConfig, timing: TimingModel
         clocks=clocks,
         modules=stats,
         fetch_stall=fetch_stall,
+        port_busy=port_busy,
         unconsumed_tokens=unconsumed,
     )
 

@@ -150,6 +150,49 @@ def test_unused_flags_are_rejected(insn, flag):
         schedule([insn, Finish()], CONFIG, T)
 
 
+def test_transfers_of_different_modules_share_the_dram_port():
+    # The load module's INP load and the compute module's ACC load start together; the ACC
+    # beats wait until the INP beats are done (one bus-wide port), their row latency does not.
+    inp = Load(MemType.INP, 0, 0, 1, 64, 64, deps=Deps(push_next=True))
+    acc = Load(MemType.ACC, 0, 0, 1, 8, 8)
+    program = [inp, acc, Finish(deps=Deps(pop_prev=True))]
+    result = schedule(program, CONFIG, T)
+    lead = T.insn_decode_cycles + T.dma_row_latency
+    inp_beats = ceil_div(64 * CONFIG.inp_elem_bytes, CONFIG.bus_bytes)
+    acc_beats = ceil_div(8 * CONFIG.acc_elem_bytes, CONFIG.bus_bytes)
+    assert result.done[0] == F + lead + inp_beats
+    assert result.done[1] == result.done[0] + acc_beats  # requested at 2F + lead, granted after the INP beats
+    assert result.modules["compute"].port_stall == result.done[0] - (2 * F + lead)
+    assert result.port_busy == inp_beats + acc_beats
+
+
+def test_a_later_short_transfer_fills_a_port_gap_without_delaying_granted_beats():
+    # The WGT load waits out 8 rows of latency; the store's beats fit before the WGT beats.
+    wgt = Load(MemType.WGT, 0, 0, 8, 1, 1, deps=Deps(push_next=True))
+    store = Store(0, 0, 1, 1, 1, deps=Deps(push_prev=True))
+    program = [wgt, store, Finish(deps=Deps(pop_prev=True, pop_next=True))]
+    result = schedule(program, CONFIG, T)
+    assert result.done[0] == F + T.insn_decode_cycles + 8 * T.dma_row_latency + ceil_div(8 * CONFIG.wgt_elem_bytes, CONFIG.bus_bytes)
+    assert result.done[1] == 2 * F + T.insn_decode_cycles + T.dma_row_latency + ceil_div(CONFIG.out_elem_bytes, CONFIG.bus_bytes)
+    assert result.modules["store"].port_stall == 0
+
+
+def _beat_intervals(program, result):
+    """[first beat, last beat + 1) of every transfer, from done and the padding tail."""
+    intervals = []
+    for index, insn in enumerate(program):
+        if isinstance(insn, (Load, Store)) and insn.x_size:
+            width = insn.x_pad_0 + insn.x_size + insn.x_pad_1
+            padding = width * (insn.y_pad_0 + insn.y_size + insn.y_pad_1) - insn.x_size * insn.y_size
+            end = int(result.done[index]) - padding
+            data = insn.y_size * insn.x_size * {MemType.UOP: CONFIG.uop_elem_bytes, MemType.INP: CONFIG.inp_elem_bytes,
+                                                MemType.WGT: CONFIG.wgt_elem_bytes, MemType.ACC: CONFIG.acc_elem_bytes,
+                                                MemType.ACC_8BIT: CONFIG.acc8_elem_bytes,
+                                                MemType.OUT: CONFIG.out_elem_bytes}[insn.memory_type]
+            intervals.append((end - ceil_div(data, CONFIG.bus_bytes), end))
+    return sorted(intervals)
+
+
 def test_uop_and_acc_loads_run_in_compute():
     result = schedule([Load(MemType.UOP, 0, 0, 1, 4, 4), Load(MemType.ACC, 0, 0, 1, 2, 2), Finish()], CONFIG, T)
     assert result.modules["compute"].instructions == 3 and result.modules["load"].instructions == 0
@@ -168,3 +211,6 @@ def test_token_consistent_programs_schedule_into_valid_interleavings(case):
         members = np.flatnonzero(result.module == module)
         assert (np.diff(rank[members]) > 0).all()  # module order kept
         assert (result.start[members][1:] >= result.done[members][:-1]).all()  # one instruction at a time
+    beats = _beat_intervals(program, result)
+    assert all(first[1] <= second[0] for first, second in zip(beats, beats[1:]))  # one port: beats never overlap
+    assert result.port_busy == sum(end - begin for begin, end in beats)
