@@ -19,7 +19,9 @@ Analytical cost (cycles), per candidate, for pruning:
   buffering (sum without); the GEMM work of a step is its tile's
   micro-op iterations plus per-instruction overhead, plus reset and the
   three-op ALU epilogue amortised over the accumulator tile's steps;
-* stores run in their own module: the total is at least their sum.
+* stores run in their own module: the total is at least their sum;
+* loads and stores share one DRAM port: the total is at least all their
+  beats (bytes / bus bytes).
 
 The few best candidates are then generated and timed on the cycle model
 (`embedder.sim.run.run_program`, timing only); the fastest wins.
@@ -88,14 +90,17 @@ class CostModel:
             return f"micro-op tables of {tables} entries (x8 buffer-half variants) exceed the micro-op buffer"
         return None
 
+    def beats(self, geometry: OperandGeometry, tile: dict[str, int], elem_bytes: int) -> float:
+        """Cycles one tile's transfer holds the shared DRAM port."""
+        return geometry.box_elements(tile) * elem_bytes / self.config.bus_bytes
+
     def dma_cycles(self, geometry: OperandGeometry, tile: dict[str, int], elem_bytes: int) -> float:
         sizes = geometry.box_sizes(tile)
         transfers = geometry.transfers(tuple(0 for _ in sizes), sizes, MAX_STRIDE)
         rows = sum(y for _, _, y, _, _ in transfers)
-        elements = prod(sizes)
         timing = self.timing
         return len(transfers) * timing.insn_decode_cycles + rows * timing.dma_row_latency + \
-            elements * elem_bytes / self.config.bus_bytes
+            self.beats(geometry, tile, elem_bytes)
 
     def estimate(self, tile: dict[str, int], order: tuple[str, ...]) -> float:
         timing = self.timing
@@ -116,16 +121,19 @@ class CostModel:
         load_cost = {op: self.dma_cycles(self.geometries[op], tile, self.elem_bytes[op]) for op in ("inp", "wgt")}
         innermost = {op: max((p for p, d in enumerate(split) if d in self.geometries[op].dims), default=-1)
                      for op in ("inp", "wgt")}
+        load_beats = {op: self.beats(self.geometries[op], tile, self.elem_bytes[op]) for op in ("inp", "wgt")}
         total = sum(load_cost.values()) + compute_per_step  # the first step loads everything
+        port = sum(load_beats.values()) + outputs * self.beats(self.geometries["acc"], tile, self.elem_bytes["acc"])
         outer = 1
         for position, d in enumerate(split):
             count = outer * (counts[d] - 1)
             loads = sum(cost for op, cost in load_cost.items() if innermost[op] >= position)
+            port += count * sum(beats for op, beats in load_beats.items() if innermost[op] >= position)
             total += count * (max(loads, compute_per_step) if self.double else loads + compute_per_step)
             outer *= counts[d]
         if not self.double:
             return total + store
-        return max(total, store) + store / outputs
+        return max(total, store, port) + store / outputs  # loads and stores share one DRAM port
 
 
 def _orders(model: CostModel) -> list[tuple[str, ...]]:
