@@ -52,7 +52,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import ceil
 
-from embedder.embedding.types import Embedding, LaneGroup
+from embedder.embedding import model as embedding_model
+from embedder.embedding.types import Embedding
 from embedder.errors import InfeasibleError, OperatorError
 from embedder.hw.config import HwConfig
 from embedder.hw.spec import HwSpec
@@ -113,23 +114,13 @@ def _check_supported(nest: LoopNest) -> None:
         raise OperatorError(f"the reference baseline covers conv2d and gemm, not '{nest.name}'")
 
 
-def reference_embedding(nest: LoopNest, config: HwConfig) -> Embedding:
-    """The fixed embedding of design.md's baseline (module docstring)."""
+def reference_embedding(nest: LoopNest, spec: HwSpec) -> Embedding:
+    """The fixed embedding of design.md's baseline, the one the embedder also enumerates (module docstring).
+
+    Size-1 batch or channel dims stay in their lanes, as the NCHWnc / OIHWoi layouts write them.
+    """
     _check_supported(nest)
-    sizes = nest.sizes
-    if _is_conv(nest):
-        groups = (
-            LaneGroup("b", config.batch, ("n",), (sizes["n"],)),
-            LaneGroup("i", config.block_in, ("c",), (sizes["c"],)),
-            LaneGroup("o", config.block_out, ("k",), (sizes["k"],)),
-        )
-        return Embedding("gemm", {"acc": "out", "inp": "data", "wgt": "weight"}, groups, ("g", "oh", "ow", "r", "s"))
-    groups = (
-        LaneGroup("b", config.batch, (), ()),
-        LaneGroup("i", config.block_in, ("k",), (sizes["k"],)),
-        LaneGroup("o", config.block_out, ("m",), (sizes["m"],)),
-    )
-    return Embedding("gemm", {"acc": "C", "inp": "B", "wgt": "A"}, groups, ("n",))
+    return embedding_model.reference_embedding(nest, spec, keep_unit_dims=True)
 
 
 def tile_problem(nest: LoopNest, config: HwConfig) -> TileProblem:
@@ -239,7 +230,7 @@ def reference_schedule(nest: LoopNest, spec: HwSpec) -> Schedule:
     it): the split factor (co_f or h_f) is halved, every other factor is the
     rule's, and the filter window and groups are never split.
     """
-    embedding = reference_embedding(nest, spec.config)
+    embedding = reference_embedding(nest, spec)
     tiles = reference_tiles(nest, spec.config)
     factors = {"b_block": tiles.b_f, "i_block": tiles.ci_f, "o_block": tiles.co_f}
     if _is_conv(nest):

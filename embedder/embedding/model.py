@@ -275,12 +275,15 @@ def rank_embedding(nest: LoopNest, pattern: Pattern, embedding: Embedding, spec,
         reference=reference, initializer=initializer)
 
 
-def reference_assignment(nest: LoopNest, pattern: Pattern) -> tuple[dict[str, str], dict[str, tuple[str, ...]]] | None:
+def reference_assignment(nest: LoopNest, pattern: Pattern, keep_unit_dims: bool = False
+                         ) -> tuple[dict[str, str], dict[str, tuple[str, ...]]] | None:
     """The fixed reference embedding, when the operator has one.
 
     conv2d: inp <- data, BATCH <- n, BLOCK_IN <- c, BLOCK_OUT <- k; GEMM
     (C = A B): wgt <- A, BLOCK_OUT <- m, BLOCK_IN <- k; ALU operators over
-    n x c x ...: BATCH <- n, BLOCK_OUT <- c.  Size-1 dims stay loops.
+    n x c x ...: BATCH <- n, BLOCK_OUT <- c.  Size-1 dims stay loops (as the
+    solver leaves them) unless `keep_unit_dims`, as the baseline's NCHWnc
+    layouts write them.
     """
     sizes = nest.sizes
     maps = role_maps(nest, pattern)
@@ -295,7 +298,14 @@ def reference_assignment(nest: LoopNest, pattern: Pattern) -> tuple[dict[str, st
         return None
     if not set(wanted) <= set(pattern.lane_axes) or not all(d in sizes for dims in wanted.values() for d in dims):
         return None
-    return mapping, {axis: tuple(d for d in dims if sizes[d] > 1) for axis, dims in wanted.items()}
+    return mapping, {axis: tuple(d for d in dims if keep_unit_dims or sizes[d] > 1) for axis, dims in wanted.items()}
+
+
+def reference_embedding(nest: LoopNest, spec, pattern: Pattern | None = None, keep_unit_dims: bool = False) -> Embedding | None:
+    """The fixed reference embedding (`reference_assignment`) of `nest`, None when it has none."""
+    pattern = pattern or select_pattern(nest, load_patterns(spec))
+    reference = reference_assignment(nest, pattern, keep_unit_dims)
+    return None if reference is None else build_embedding(nest, pattern, *reference)
 
 
 def _same(a: Embedding, b: Embedding) -> bool:
@@ -329,9 +339,8 @@ def enumerate_embeddings(nest: LoopNest, spec, time_limit: float = 5.0, max_solu
         item = rank_embedding(nest, pattern, embedding, spec)
         assert item.issued == issued, "model and embedding disagree on the issued micro-ops"
         ranked.append(item)
-    reference = reference_assignment(nest, pattern)
-    if reference is not None:
-        embedding = build_embedding(nest, pattern, *reference)
+    embedding = reference_embedding(nest, spec, pattern)
+    if embedding is not None:
         position = next((k for k, item in enumerate(ranked) if _same(item.embedding, embedding)), None)
         if position is None:
             ranked.append(rank_embedding(nest, pattern, embedding, spec, reference=True))

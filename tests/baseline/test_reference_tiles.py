@@ -13,7 +13,8 @@ from embedder.ops.conv2d import Conv2d
 from embedder.ops.gemm import Gemm
 from embedder.ops.ir import Access, Affine, Dim, LoopNest
 
-CONFIG = load_spec("pynq_1x16x16").config
+SPEC = load_spec("pynq_1x16x16")
+CONFIG = SPEC.config
 
 
 def chosen(op):
@@ -99,7 +100,7 @@ def test_divisors():
 def test_reference_layouts_are_nchwnc_and_oihwoi():
     op = Conv2d(n=1, c=3, h=8, w=8, k=20, r=3, s=3, pad_h=1, pad_w=1)
     nest = op.loop_nest()
-    embedding = reference_embedding(nest, CONFIG)
+    embedding = reference_embedding(nest, SPEC)
     data = tensor_layout(nest, embedding, "inp")
     weight = tensor_layout(nest, embedding, "wgt")
     # data: [n_block][c_block][group][row (padded)][column (padded)][n lane][c lane]
@@ -112,7 +113,7 @@ def test_reference_layouts_are_nchwnc_and_oihwoi():
 
 def test_gemm_reference_embedding_uses_a_as_weights():
     nest = Gemm(m=35, n=7, k=20).loop_nest()
-    embedding = reference_embedding(nest, CONFIG)
+    embedding = reference_embedding(nest, SPEC)
     assert embedding.operand_map == {"acc": "C", "inp": "B", "wgt": "A"}
     assert embedding.group("b").dims == () and embedding.group("o").dims == ("m",)
     assert embedding.loop_dims == ("n",)
@@ -122,7 +123,7 @@ def test_other_operators_are_rejected():
     nest = LoopNest("pool", (Dim("x", 4),), Access("o", (4,), (Affine.of("x"),)),
                     Access("a", (4,), (Affine.of("x"),)), Access("b", (4,), (Affine.of("x"),)))
     with pytest.raises(OperatorError, match="pool"):
-        reference_embedding(nest, CONFIG)
+        reference_embedding(nest, SPEC)
 
 
 def test_schedule_carries_the_per_thread_tile():
@@ -144,7 +145,7 @@ def test_reference_embedding_is_among_the_embedders_candidates(op):
     from embedder.embedding.model import enumerate_embeddings
 
     nest = op.loop_nest()
-    mine = reference_embedding(nest, CONFIG)
+    mine = reference_embedding(nest, SPEC)
     theirs = enumerate_embeddings(nest, load_spec("pynq_1x16x16"), time_limit=5.0).reference.embedding
     assert mine.operand_map == theirs.operand_map and mine.pattern == theirs.pattern
     assert [(g.axis, g.dims) for g in mine.groups] == [(g.axis, g.dims) for g in theirs.groups]

@@ -29,8 +29,8 @@ gemms = st.builds(Gemm, st.integers(1, 40), st.integers(1, 40), st.integers(1, 7
 
 
 @st.composite
-def random_schedule(draw, nest, config):
-    embedding = reference_embedding(nest, config)
+def random_schedule(draw, nest, spec):
+    embedding = reference_embedding(nest, spec)
     dims = schedule_dims(nest, embedding)
     reductions = reduction_dims(nest, embedding)
     tile = {d: draw(st.integers(1, extent)) for d, extent in dims.items()}
@@ -43,7 +43,7 @@ def random_schedule(draw, nest, config):
 def _check(operator, spec_name, data):
     spec = load_spec(spec_name)
     nest = operator.loop_nest()
-    schedule = data.draw(random_schedule(nest, spec.config))
+    schedule = data.draw(random_schedule(nest, spec))
     try:
         program = compile_schedule(nest, schedule, spec.config, requantize_shift(nest))
     except InfeasibleError:
@@ -70,7 +70,7 @@ def test_single_output_element_alternates_with_scratch():
     spec = load_spec("pynq_1x16x16")
     operator = Gemm(1, 1, 100)
     nest = operator.loop_nest()
-    embedding = reference_embedding(nest, spec.config)
+    embedding = reference_embedding(nest, spec)
     dims = schedule_dims(nest, embedding)
     schedule = Schedule(embedding, {d: 1 for d in dims}, tuple(dims), "n")
     program = compile_schedule(nest, schedule, spec.config, requantize_shift(nest))
@@ -81,7 +81,7 @@ def test_single_output_element_alternates_with_scratch():
 def test_reduction_outside_parallel_split_is_rejected():
     spec = load_spec("pynq_1x16x16")
     nest = Gemm(40, 40, 64).loop_nest()
-    embedding = reference_embedding(nest, spec.config)
+    embedding = reference_embedding(nest, spec)
     dims = schedule_dims(nest, embedding)
     tile = {d: 1 for d in dims}
     order = ("i_block",) + tuple(d for d in dims if d != "i_block")
@@ -92,7 +92,7 @@ def test_reduction_outside_parallel_split_is_rejected():
 def test_tile_larger_than_buffer_names_the_buffer():
     spec = load_spec("pynq_1x16x16")
     nest = Gemm(16, 4096, 16).loop_nest()
-    embedding = reference_embedding(nest, spec.config)
+    embedding = reference_embedding(nest, spec)
     dims = schedule_dims(nest, embedding)
     tile = dict(dims)
     with pytest.raises(InfeasibleError, match="acc buffer holds 2048"):
@@ -103,7 +103,7 @@ def test_steps_cover_every_tile_once():
     spec = load_spec("pynq_1x16x16")
     operator = Conv2d(1, 5, 7, 7, 20, 3, 3, pad_h=1, pad_w=1)
     nest = operator.loop_nest()
-    embedding = reference_embedding(nest, spec.config)
+    embedding = reference_embedding(nest, spec)
     dims = schedule_dims(nest, embedding)
     tile = {**{d: 1 for d in dims}, "oh": 3, "ow": 4}
     reductions = reduction_dims(nest, embedding)

@@ -10,7 +10,7 @@ from embedder.schedule.geometry import operand_geometries
 def _conv_geometry():
     conv = Conv2d(1, 16, 10, 12, 32, 3, 3, stride_h=2, stride_w=1, pad_h=1, pad_w=1)
     nest = conv.loop_nest()
-    return nest, operand_geometries(nest, reference_embedding(nest, load_spec().config))
+    return nest, operand_geometries(nest, reference_embedding(nest, load_spec()))
 
 
 def test_input_box_has_the_halo():

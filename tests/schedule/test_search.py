@@ -22,7 +22,7 @@ def test_ladder_is_balanced_and_descending():
 def test_every_candidate_fits_and_the_estimate_tracks_the_cycle_model():
     spec = load_spec()
     nest = Conv2d(1, 32, 14, 14, 64, 3, 3, pad_h=1, pad_w=1).loop_nest()
-    embedding = reference_embedding(nest, spec.config)
+    embedding = reference_embedding(nest, spec)
     model = CostModel(nest, embedding, spec)
     candidates = rank_candidates(nest, embedding, spec)
     assert all(model.fits(c.schedule.tile) is None for c in candidates)
@@ -34,7 +34,7 @@ def test_every_candidate_fits_and_the_estimate_tracks_the_cycle_model():
 def test_scheduled_program_is_near_the_compute_bound_for_a_deep_reduction():
     spec = load_spec()
     nest = Conv2d(1, 256, 7, 7, 256, 3, 3, pad_h=1, pad_w=1).loop_nest()
-    result = schedule_embedding(nest, reference_embedding(nest, spec.config), spec, 13)
+    result = schedule_embedding(nest, reference_embedding(nest, spec), spec, 13)
     assert nest.macs / spec.config.macs_per_cycle / result.cycles > 0.8
 
 
@@ -44,4 +44,4 @@ def test_a_buffer_too_small_for_any_tile_is_named():
     spec = HwSpec("tiny", "", config, base.timing, base.pattern_files, base.path)
     nest = Gemm(16, 16, 16).loop_nest()
     with pytest.raises(InfeasibleError, match="wgt"):
-        schedule_embedding(nest, reference_embedding(nest, base.config), spec, 8)
+        schedule_embedding(nest, reference_embedding(nest, base), spec, 8)
