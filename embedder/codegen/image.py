@@ -1,8 +1,9 @@
 """Host side of a compiled program: layout transforms, the DRAM image, the bundle, and verification.
 
-The host rearranges each operator tensor into its operand's element grid
-(`source_indices`: one numpy gather, zeros for padding lanes and reads
-outside the tensor, replicated elements where the layout replicates) and,
+The host rearranges each input tensor into its region's element grid
+(`source_indices`: one numpy gather, the region's fill value (zero, or the
+max-pool identity) for padding lanes and reads outside the tensor,
+replicated elements where the layout replicates) and,
 after the run, scatters the output grid back to the operator's layout
 (NCHW or m x n).
 """
@@ -11,16 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np
 
-from embedder.codegen.program import CompiledProgram
+from embedder.codegen.program import CompiledProgram, DramTensor
 from embedder.embedding.types import source_indices
 from embedder.errors import EmbedderError
 from embedder.hw.spec import TimingModel
-from embedder.isa.bundle import Bundle, TensorRegion
+from embedder.isa.bundle import TENSOR_DTYPES, Bundle, TensorRegion
 from embedder.isa.encoding import INSN_BYTES, encode_program, encode_uops
+from embedder.ops.alu import AluNest, alu_operator_reference
 from embedder.ops.reference import operator_reference, requantize
 from embedder.sim.run import run_program
-
-ROLES = {"inp": "input", "wgt": "weight", "acc": "output"}
 
 
 def _lane_shape(program: CompiledProgram, operand: str) -> tuple[int, ...]:
@@ -28,11 +28,14 @@ def _lane_shape(program: CompiledProgram, operand: str) -> tuple[int, ...]:
     return tuple(program.schedule.embedding.group(axis).lanes for axis in layout.lane_axes)
 
 
-def to_grid(program: CompiledProgram, operand: str, values: np.ndarray) -> np.ndarray:
-    """Operator tensor -> its operand's element grid (grid shape + lane shape), int8."""
-    layout = program.geometries[operand].layout
+def to_grid(program: CompiledProgram, region: DramTensor, values: np.ndarray) -> np.ndarray:
+    """Operator tensor -> the element grid of an input region (grid shape + lane shape), in the region's dtype.
+
+    Padding lanes and reads outside the tensor hold `region.fill`.
+    """
+    layout = program.geometries[region.operand].layout
     indices, valid = source_indices(program.nest, program.schedule.embedding, layout)
-    return np.where(valid, values[indices], 0).astype(np.int8)
+    return np.where(valid, values[indices], region.fill).astype(TENSOR_DTYPES[region.dtype])
 
 
 def from_grid(program: CompiledProgram, grid: np.ndarray) -> np.ndarray:
@@ -51,24 +54,24 @@ def from_grid(program: CompiledProgram, grid: np.ndarray) -> np.ndarray:
 
 
 def tensor_regions(program: CompiledProgram) -> list[TensorRegion]:
-    regions = []
-    for operand in ("inp", "wgt", "acc"):
-        layout = program.geometries[operand].layout
-        regions.append(TensorRegion(layout.tensor, program.regions.offsets[operand],
-                                    layout.grid_shape + _lane_shape(program, operand), "int8", ROLES[operand]))
+    regions = [TensorRegion(region.name, program.regions.offsets[region.key],
+                            program.geometries[region.operand].layout.grid_shape + _lane_shape(program, region.operand),
+                            region.dtype, region.role)
+               for region in program.regions.tensors]
     regions.append(TensorRegion("uops", program.regions.uop_offset, (len(program.uops),), "uint32", "uop"))
     return regions
 
 
 def build_bundle(program: CompiledProgram, tensors: dict[str, np.ndarray]) -> Bundle:
-    """The DRAM image with laid-out inputs and weights, micro-ops and instructions, as a bundle."""
+    """The DRAM image with laid-out input regions, micro-ops and instructions, as a bundle."""
     config = program.config
     uop_bytes = len(program.uops) * config.uop_elem_bytes
     insn_offset = -(-(program.regions.uop_offset + uop_bytes) // INSN_BYTES) * INSN_BYTES
     dram = np.zeros(insn_offset + len(program.insns) * INSN_BYTES, dtype=np.uint8)
     regions = tensor_regions(program)
-    for operand, region in zip(("inp", "wgt"), regions):
-        region.fill(dram, to_grid(program, operand, tensors[region.name]))
+    for region, placed in zip(program.regions.tensors, regions):
+        if region.role != "output":
+            placed.fill(dram, to_grid(program, region, tensors[region.tensor]))
     dram[program.regions.uop_offset:program.regions.uop_offset + uop_bytes] = \
         encode_uops(program.uops, config).astype("<u4").view(np.uint8)
     dram[insn_offset:] = encode_program(program.insns, config)
@@ -77,14 +80,32 @@ def build_bundle(program: CompiledProgram, tensors: dict[str, np.ndarray]) -> Bu
 
 def read_output(program: CompiledProgram, bundle: Bundle, dram: np.ndarray) -> np.ndarray:
     """The operator's int8 output from a final DRAM image."""
-    return from_grid(program, bundle.tensor(program.geometries["acc"].layout.tensor).view(dram))
+    return from_grid(program, bundle.tensor(program.regions.output.name).view(dram))
 
 
-def random_tensors(operator_nest, seed: int) -> dict[str, np.ndarray]:
-    """Seeded uniform int8 data for the two input tensors of a loop nest."""
+def random_tensors(program: CompiledProgram, seed: int) -> dict[str, np.ndarray]:
+    """Seeded uniform data for every input tensor of a program, in the order of its loop nest's accesses.
+
+    int8 tensors span the whole int8 range; int32 tensors (the requantize
+    input) span +-2^(shift + 8), so about half of the shifted values
+    saturate when clipped to int8 and half do not.
+    """
     rng = np.random.default_rng(seed)
-    return {access.tensor: rng.integers(-128, 128, size=access.shape, dtype=np.int64).astype(np.int8)
-            for access in (operator_nest.lhs, operator_nest.rhs)}
+    inputs = {region.tensor: region.dtype for region in program.regions.tensors if region.role != "output"}
+    tensors = {}
+    for access in program.nest.accesses:
+        if access.tensor in inputs and access.tensor not in tensors:
+            bound = 128 if inputs[access.tensor] == "int8" else 1 << min(31, program.shift + 8)
+            tensors[access.tensor] = rng.integers(-bound, bound, size=access.shape, dtype=np.int64).astype(
+                TENSOR_DTYPES[inputs[access.tensor]])
+    return tensors
+
+
+def expected_output(operator, program: CompiledProgram, tensors: dict[str, np.ndarray]) -> np.ndarray:
+    """The numpy reference of the operator's int8 output: GEMM-core accumulators requantized, or the ALU operator."""
+    if isinstance(program.nest, AluNest):
+        return alu_operator_reference(operator, tensors)
+    return requantize(operator_reference(operator, tensors), program.shift)
 
 
 @dataclass
@@ -98,11 +119,11 @@ class Verification:
 def run_and_verify(operator, program: CompiledProgram, timing: TimingModel, seed: int = 0,
                    strict: bool = True) -> Verification:
     """Run `program` functionally on seeded random data and compare with the numpy reference."""
-    tensors = random_tensors(program.nest, seed)
+    tensors = random_tensors(program, seed)
     bundle = build_bundle(program, tensors)
     result = run_program(program.config, timing, bundle.dram, program.insns, functional=True, strict=strict)
     got = read_output(program, bundle, result.dram)
-    expected = requantize(operator_reference(operator, tensors), program.shift)
+    expected = expected_output(operator, program, tensors)
     mismatches = int((got != expected).sum())
     return Verification(mismatches == 0, mismatches, result.stats, bundle)
 

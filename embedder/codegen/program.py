@@ -43,7 +43,7 @@ from embedder.errors import InfeasibleError
 from embedder.hw.config import LOOP_ITER_BITS, MEM_SIZE_BITS, MEM_STRIDE_BITS, HwConfig
 from embedder.isa.instructions import Alu, AluOp, Deps, Finish, Gemm, Instruction, Load, MemType, Store, Uop
 from embedder.ops.ir import LoopNest
-from embedder.schedule.geometry import OperandGeometry, operand_geometries
+from embedder.schedule.geometry import OperandGeometry, Transfer, operand_geometries
 from embedder.schedule.types import Schedule, reduction_dims, schedule_dims
 
 MAX_ITER = (1 << LOOP_ITER_BITS) - 1
@@ -77,6 +77,7 @@ class BufferPlan:
 
 REGION_ALIGN = 4096  # bytes; a multiple of every element size of the supported configurations
 LANE_BYTES = {"inp": "inp_elem_bytes", "wgt": "wgt_elem_bytes", "acc": "out_elem_bytes"}
+ROLES = {"inp": "input", "wgt": "weight", "acc": "output"}
 
 
 def _align(offset: int) -> int:
@@ -84,27 +85,59 @@ def _align(offset: int) -> int:
 
 
 @dataclass(frozen=True)
+class DramTensor:
+    """One region of dram.bin: an operator tensor laid out in a pattern operand's element grid.
+
+    `key` names the region for the code generator ("inp", "wgt", "acc"; the
+    ALU flow adds "init" and "src"), `name` names it in the bundle.  Input
+    regions are filled from operator tensor `tensor`, with `fill` in padding
+    lanes and reads outside the tensor; the output region receives the result.
+    """
+
+    key: str
+    name: str
+    tensor: str
+    operand: str  # pattern operand whose layout (OperandGeometry) the region has
+    elem_bytes: int  # DRAM bytes of one element, the unit of dram_base for the memory type that moves it
+    dtype: str  # lane type in DRAM: "int8" or "int32"
+    role: str  # input, weight or output
+    fill: int = 0
+
+
+def gemm_tensors(config: HwConfig, geometries: dict[str, OperandGeometry]) -> tuple[DramTensor, ...]:
+    """The GEMM flow's regions: int8 inputs, weights and outputs, each in its operand's layout."""
+    return tuple(DramTensor(operand, geometries[operand].layout.tensor, geometries[operand].layout.tensor, operand,
+                            getattr(config, LANE_BYTES[operand]), "int8", ROLES[operand])
+                 for operand in ("inp", "wgt", "acc"))
+
+
+@dataclass(frozen=True)
 class DataRegions:
-    """Where each operand's element grid lies in dram.bin (byte offsets; `elements` in element units).
+    """Where each tensor region lies in dram.bin (byte offsets; `elements` in element units), by key.
 
     The micro-op table follows the data, the instruction stream follows the micro-ops.
     """
 
+    tensors: tuple[DramTensor, ...]
     offsets: dict[str, int]
     elements: dict[str, int]
     uop_offset: int
 
     @classmethod
-    def plan(cls, config: HwConfig, geometries: dict[str, OperandGeometry]) -> "DataRegions":
+    def plan(cls, tensors: tuple[DramTensor, ...], geometries: dict[str, OperandGeometry]) -> "DataRegions":
         offsets, elements, end = {}, {}, 0
-        for operand in ("inp", "wgt", "acc"):
-            elem_bytes = getattr(config, LANE_BYTES[operand])
-            if REGION_ALIGN % elem_bytes:
-                raise InfeasibleError(f"{operand} elements of {elem_bytes} bytes do not divide the region alignment")
-            offsets[operand] = end
-            elements[operand] = end // elem_bytes
-            end = _align(end + geometries[operand].layout.elements * elem_bytes)
-        return cls(offsets, elements, end)
+        for tensor in tensors:
+            if REGION_ALIGN % tensor.elem_bytes:
+                raise InfeasibleError(f"{tensor.key} elements of {tensor.elem_bytes} bytes do not divide the region "
+                                      f"alignment")
+            offsets[tensor.key] = end
+            elements[tensor.key] = end // tensor.elem_bytes
+            end = _align(end + geometries[tensor.operand].layout.elements * tensor.elem_bytes)
+        return cls(tensors, offsets, elements, end)
+
+    @property
+    def output(self) -> DramTensor:
+        return next(tensor for tensor in self.tensors if tensor.role == "output")
 
 
 @dataclass
@@ -186,14 +219,18 @@ def plan_buffers(config: HwConfig, schedule: Schedule, geometries: dict[str, Ope
 
 
 @dataclass(frozen=True)
-class GemmShape:
-    """One accumulate GEMM of a step: micro-op table entries and the two iteration loops."""
+class MicroOpLoop:
+    """One GEMM or ALU instruction of a step: micro-op table entries and the two iteration loops.
 
-    table: tuple[tuple[int, int, int], ...]
+    Entries and factors hold one index per planned operand, destination (acc) first:
+    (dst, src, wgt) for a GEMM, (dst, src) for an ALU instruction.
+    """
+
+    table: tuple[tuple[int, ...], ...]
     iter_out: int
     iter_in: int
-    factors_out: tuple[int, int, int]  # dst, src, wgt
-    factors_in: tuple[int, int, int]
+    factors_out: tuple[int, ...]
+    factors_in: tuple[int, ...]
 
     def first_dst(self) -> int:
         return self.table[0][0]
@@ -212,34 +249,44 @@ class GemmShape:
         return True
 
 
-class GemmPlanner:
-    """Chooses, per tile shape, which local dims become iter_out / iter_in and builds the micro-op table."""
+class MicroOpPlanner:
+    """Chooses, per tile shape, which local dims become iter_out / iter_in and builds the micro-op table.
+
+    `operands` are the geometries an instruction indexes, destination first:
+    ("acc", "inp", "wgt") for GEMM, ("acc", "src") for ALU (both in the acc
+    buffer, so both factor fields are acc-index wide).  `pipelined`: the
+    instruction accumulates in a pipeline that must not write one acc element
+    in consecutive iterations (GEMM); an ALU instruction has no such hazard.
+    """
+
+    INDEX_BITS = {"acc": "acc_index_bits", "src": "acc_index_bits", "inp": "inp_index_bits", "wgt": "wgt_index_bits"}
 
     def __init__(self, config: HwConfig, schedule: Schedule, geometries: dict[str, OperandGeometry],
-                 reductions: frozenset[str]):
+                 reductions: frozenset[str], operands: tuple[str, ...] = ("acc", "inp", "wgt"), pipelined: bool = True):
         self.config = config
         self.schedule = schedule
         self.geometries = geometries
         self.reductions = reductions
-        self.limits = ((1 << config.acc_index_bits) - 1, (1 << config.inp_index_bits) - 1,
-                       (1 << config.wgt_index_bits) - 1)
+        self.operands = operands
+        self.pipelined = pipelined
+        self.limits = tuple((1 << getattr(config, self.INDEX_BITS[operand])) - 1 for operand in operands)
         self.cache: dict = {}
 
-    def plan(self, extents: dict[str, int], bases: tuple[int, int, int], scratch: int | None) -> GemmShape:
+    def plan(self, extents: dict[str, int], bases: tuple[int, ...], scratch: int | None = None) -> MicroOpLoop:
         key = (tuple(sorted(extents.items())), bases)
         if key not in self.cache:
             self.cache[key] = self._plan(extents, bases, scratch)
         return self.cache[key]
 
     def _affine(self, extents, bases):
-        """Per operand (acc, inp, wgt): constant index and coefficient per dim."""
+        """Per operand: constant index and coefficient per dim."""
         result = []
-        for operand, base in zip(("acc", "inp", "wgt"), bases):
+        for operand, base in zip(self.operands, bases):
             const, coefficients = self.geometries[operand].sram_affine(extents)
             result.append((base + const, coefficients))
         return result
 
-    def _plan(self, extents, bases, scratch) -> GemmShape:
+    def _plan(self, extents, bases, scratch) -> MicroOpLoop:
         affine = self._affine(extents, bases)
         order = self.schedule.order
         active = [d for d in order if extents[d] > 1]
@@ -250,8 +297,10 @@ class GemmPlanner:
             shape = self._shape(pair, active, extents, affine, scratch if degenerate else None)
             if shape is not None:
                 return shape
-        raise InfeasibleError(f"no GEMM loop arrangement of tile {extents} avoids back-to-back accumulation "
-                              f"within the field widths")
+        if self.pipelined:
+            raise InfeasibleError(f"no GEMM loop arrangement of tile {extents} avoids back-to-back accumulation "
+                                  f"within the field widths")
+        raise InfeasibleError(f"no loop arrangement of tile {extents} fits the micro-op buffer and field widths")
 
     def _iter_pairs(self, active, extents, degenerate):
         """(iter_out dim, iter_in dim) candidates, None for an unused loop, largest loops first."""
@@ -265,7 +314,7 @@ class GemmPlanner:
         pairs.sort(key=lambda p: -prod(extents[d] for d in p if d is not None))
         return chosen + pairs
 
-    def _shape(self, pair, active, extents, affine, scratch) -> GemmShape | None:
+    def _shape(self, pair, active, extents, affine, scratch) -> MicroOpLoop | None:
         iter_out_dim, iter_in_dim = pair
         rest = [d for d in active if d not in pair]
         # Micro-op table: reduction dims outside, parallel dims inside (consecutive micro-ops write different acc).
@@ -275,7 +324,7 @@ class GemmPlanner:
         factors = []
         for d in pair:
             if d is None:
-                factors.append((0, 0, 0))
+                factors.append((0,) * len(self.operands))
             else:
                 factors.append(tuple(coefficients.get(d, 0) for _, coefficients in affine))
         for fac in factors:
@@ -290,9 +339,9 @@ class GemmPlanner:
                           for const, coefficients in affine)
             table.append(entry)
             if scratch is not None:
-                table.append((scratch, entry[1], entry[2]))
-        shape = GemmShape(tuple(table), iters[0], iters[1], factors[0], factors[1])
-        return shape if shape.back_to_back_free() else None
+                table.append((scratch,) + entry[1:])
+        shape = MicroOpLoop(tuple(table), iters[0], iters[1], factors[0], factors[1])
+        return shape if not self.pipelined or shape.back_to_back_free() else None
 
 
 def _chunks(total: int, limit: int):
@@ -302,7 +351,21 @@ def _chunks(total: int, limit: int):
         start += limit
 
 
-class _Emitter:
+def imm_sweep(emitter: "Emitter", op: AluOp, imm: int, base: int, elements: int) -> list[Alu]:
+    """ALU instructions applying `op` with immediate `imm` to acc[base .. base + elements - 1].
+
+    One micro-op (dst = src = first element) walked by iter_in, split where
+    the iteration field would overflow; src equals dst because the hardware
+    checks the src index even with an immediate.
+    """
+    sweep = []
+    for offset, count in _chunks(elements, MAX_ITER):
+        start, end = emitter.segment(((base + offset, base + offset, 0),))
+        sweep.append(Alu(op, start, end, 1, count, 0, 1, 0, 1, use_imm=True, imm=imm))
+    return sweep
+
+
+class Emitter:
     """Accumulates instructions and the micro-op table with de-duplicated, resident table segments."""
 
     def __init__(self, config: HwConfig):
@@ -323,7 +386,7 @@ def _deps(**flags) -> Deps:
     return Deps(**flags)
 
 
-def _with_deps(insn, **flags):
+def with_deps(insn, **flags):
     """A copy of `insn` with the given token flags set (others kept)."""
     return replace(insn, deps=replace(insn.deps, **flags))
 
@@ -338,7 +401,7 @@ def compile_schedule(nest: LoopNest, schedule: Schedule, config: HwConfig, shift
     reductions = reduction_dims(nest, schedule.embedding)
     geometries = operand_geometries(nest, schedule.embedding)
     full = {d: min(schedule.tile[d], dims[d]) for d in dims}
-    _check_accumulator_boxes(geometries["acc"], schedule, dims)
+    check_accumulator_boxes(geometries["acc"], schedule, dims)
     steps = tile_steps(dims, schedule, reductions)
 
     # Which operands each step (re)loads, and whether a scratch acc element is needed.
@@ -360,12 +423,12 @@ def compile_schedule(nest: LoopNest, schedule: Schedule, config: HwConfig, shift
         if all(step.extents[d] == 1 for d in dims if d not in reductions):
             needs_scratch = True
     buffers = plan_buffers(config, schedule, geometries, full, reloads, needs_scratch)
-    regions = DataRegions.plan(config, geometries)
+    regions = DataRegions.plan(gemm_tensors(config, geometries), geometries)
     emitted = _emit(config, schedule, geometries, steps, loads_at, buffers, reductions, shift, regions)
     return insns_to_program(nest, schedule, config, geometries, emitted, buffers, shift, regions)
 
 
-def _check_accumulator_boxes(acc: OperandGeometry, schedule: Schedule, dims: dict[str, int]) -> None:
+def check_accumulator_boxes(acc: OperandGeometry, schedule: Schedule, dims: dict[str, int]) -> None:
     """Every acc box must be exactly the tile's outputs: a STORE writes the whole box."""
     choices = []
     for d in dims:
@@ -382,8 +445,8 @@ def _check_accumulator_boxes(acc: OperandGeometry, schedule: Schedule, dims: dic
 
 
 def _emit(config, schedule, geometries, steps, loads_at, buffers, reductions, shift, regions):
-    emitter = _Emitter(config)
-    planner = GemmPlanner(config, schedule, geometries, reductions)
+    emitter = Emitter(config)
+    planner = MicroOpPlanner(config, schedule, geometries, reductions)
     events = [s for s, loaded in enumerate(loads_at) if loaded]
     event_of_step = []
     current = -1
@@ -396,11 +459,7 @@ def _emit(config, schedule, geometries, steps, loads_at, buffers, reductions, sh
     acc_halves = buffers.halves["acc"]
     refresh = {"inp": -1, "wgt": -1}  # reload count per operand -> half = count % halves
     body: list = []  # (module kind, insn) in stream order, flags set as we go
-    gemm_streams: list[tuple[int, GemmShape]] = []
-    previous_gemm: GemmShape | None = None
-    last_gemm_position = None
-    uop_loads: list[int] = []
-    epilogue_tables = {}
+    previous_gemm: MicroOpLoop | None = None
 
     for s, step in enumerate(steps):
         event = event_of_step[s]
@@ -410,12 +469,10 @@ def _emit(config, schedule, geometries, steps, loads_at, buffers, reductions, sh
             for operand in loads_at[s]:
                 refresh[operand] += 1
                 half = refresh[operand] % buffers.halves[operand]
-                starts, sizes = _box(geometries[operand], step)
-                base = buffers.base(operand, half)
-                for sram, dram, y, x, stride in geometries[operand].transfers(starts, sizes, MAX_STRIDE):
-                    body.append(Load(MEM_TYPE[operand], base + sram, regions.elements[operand] + dram, y, x, stride))
-            body[first_load] = _with_deps(body[first_load], pop_next=event >= buffers.load_depth)
-            body[-1] = _with_deps(body[-1], push_next=True)
+                body.extend(Load(MEM_TYPE[operand], *transfer) for transfer in box_transfers(
+                    geometries[operand], step, buffers.base(operand, half), regions.elements[operand]))
+            body[first_load] = with_deps(body[first_load], pop_next=event >= buffers.load_depth)
+            body[-1] = with_deps(body[-1], push_next=True)
         # -- compute ---------------------------------------------------------------
         q = step.output_tile
         acc_base = buffers.base("acc", q % acc_halves)
@@ -425,7 +482,7 @@ def _emit(config, schedule, geometries, steps, loads_at, buffers, reductions, sh
             for offset, count in _chunks(acc_elements, MAX_ITER):
                 reset_start, reset_end = emitter.segment(((acc_base + offset, 0, 0),))
                 body.append(Gemm(True, reset_start, reset_end, 1, count, 0, 1, 0, 0, 0, 0))
-            body[first_reset] = _with_deps(body[first_reset], pop_next=q >= acc_halves)
+            body[first_reset] = with_deps(body[first_reset], pop_next=q >= acc_halves)
             previous_gemm = None
         bases = (acc_base, buffers.base("inp", refresh["inp"] % buffers.halves["inp"]),
                  buffers.base("wgt", refresh["wgt"] % buffers.halves["wgt"]))
@@ -439,25 +496,41 @@ def _emit(config, schedule, geometries, steps, loads_at, buffers, reductions, sh
         previous_gemm = shape
         group_ends = s + 1 == len(steps) or bool(loads_at[s + 1])
         if group_ends and event + buffers.load_depth < n_events:
-            body[-1] = _with_deps(body[-1], push_prev=True)
+            body[-1] = with_deps(body[-1], push_prev=True)
         # -- epilogue and store ------------------------------------------------------
         if step.last_of_output:
-            for k, (op, imm) in enumerate(((AluOp.SHR, shift), (AluOp.MAX, INT8_MIN), (AluOp.MIN, INT8_MAX))):
-                for offset, count in _chunks(acc_elements, MAX_ITER):
-                    a_start, a_end = emitter.segment(((acc_base + offset, acc_base + offset, 0),))
-                    body.append(Alu(op, a_start, a_end, 1, count, 0, 1, 0, 1, use_imm=True, imm=imm))
-            body[-1] = _with_deps(body[-1], push_next=True)
-            starts, sizes = _box(geometries["acc"], step)
-            first_store = len(body)
-            for sram, dram, y, x, stride in geometries["acc"].transfers(starts, sizes, MAX_STRIDE):
-                body.append(Store(acc_base + sram, regions.elements["acc"] + dram, y, x, stride))
-            body[first_store] = _with_deps(body[first_store], pop_prev=True)
-            body[-1] = _with_deps(body[-1], push_prev=q + acc_halves < n_outputs or q == n_outputs - 1)
+            for op, imm in ((AluOp.SHR, shift), (AluOp.MAX, INT8_MIN), (AluOp.MIN, INT8_MAX)):
+                body.extend(imm_sweep(emitter, op, imm, acc_base, acc_elements))
+            store_tile(body, geometries["acc"], step, acc_base, regions.elements["acc"], acc_halves, n_outputs)
     body.append(Finish(deps=_deps(pop_next=True)))
     return body, emitter.uops
 
 
-def _interleave(shape: GemmShape) -> tuple[int, ...]:
+def box_transfers(geometry: OperandGeometry, step: TileStep, sram_base: int, dram_base: int) -> list[Transfer]:
+    """The DMA transfers (sram, dram, y_size, x_size, x_stride) moving one step's box, at absolute indices."""
+    starts, sizes = _box(geometry, step)
+    return [(sram_base + sram, dram_base + dram, y, x, stride)
+            for sram, dram, y, x, stride in geometry.transfers(starts, sizes, MAX_STRIDE)]
+
+
+def store_tile(body: list, acc: OperandGeometry, step: TileStep, acc_base: int, dram_base: int, acc_halves: int,
+               n_outputs: int) -> None:
+    """Hand a finished accumulator tile to the store module and store it.
+
+    The last compute instruction (already in `body`) pushes compute->store;
+    the first STORE pops it; the last STORE pushes store->compute when the
+    compute module will wait for this half again (tile q + acc_halves) and
+    for the last tile (FINISH pops it).
+    """
+    q = step.output_tile
+    body[-1] = with_deps(body[-1], push_next=True)
+    first_store = len(body)
+    body.extend(Store(*transfer) for transfer in box_transfers(acc, step, acc_base, dram_base))
+    body[first_store] = with_deps(body[first_store], pop_prev=True)
+    body[-1] = with_deps(body[-1], push_prev=q + acc_halves < n_outputs or q == n_outputs - 1)
+
+
+def _interleave(shape: MicroOpLoop) -> tuple[int, ...]:
     """dst_factor_out, dst_factor_in, src_factor_out, src_factor_in, wgt_factor_out, wgt_factor_in."""
     out, inner = shape.factors_out, shape.factors_in
     return out[0], inner[0], out[1], inner[1], out[2], inner[2]
@@ -483,7 +556,8 @@ def program_stats(program: CompiledProgram) -> dict:
     counts = {"load": 0, "store": 0, "gemm": 0, "alu": 0, "finish": 0}
     moved = 0
     elem_bytes = {MemType.UOP: config.uop_elem_bytes, MemType.INP: config.inp_elem_bytes,
-                  MemType.WGT: config.wgt_elem_bytes, MemType.OUT: config.out_elem_bytes}
+                  MemType.WGT: config.wgt_elem_bytes, MemType.ACC: config.acc_elem_bytes,
+                  MemType.ACC_8BIT: config.acc8_elem_bytes, MemType.OUT: config.out_elem_bytes}
     for insn in program.insns:
         if isinstance(insn, Load):
             counts["load"] += 1
@@ -497,7 +571,7 @@ def program_stats(program: CompiledProgram) -> dict:
             counts["alu"] += 1
         else:
             counts["finish"] += 1
-    host = sum(geometry.layout.elements * getattr(config, LANE_BYTES[op]) for op, geometry in program.geometries.items())
+    host = sum(program.geometries[tensor.operand].layout.elements * tensor.elem_bytes for tensor in program.regions.tensors)
     return {
         "instructions": len(program.insns),
         "instruction_counts": counts,

@@ -2,10 +2,13 @@
 
 The embedding is chosen by simulated cycles: the top few of the solver's
 ranked list (by predicted cost) plus the reference embedding are each
-scheduled (`schedule_embedding`: analytical ranking, then the cycle model on
-the best few tilings) and the fastest program wins.  Then the program runs
-functionally on seeded random int8 data and its output is compared with the
-numpy reference bit for bit (`verified` is true only then).
+scheduled (`schedule_embedding`, or `schedule_alu_embedding` for the ALU
+operators relu, add, maxpool and requantize: analytical ranking, then the
+cycle model on the best few tilings) and the fastest program wins.  Then the
+program runs functionally on seeded random data (int8; int32 for
+requantize's input) and its output is compared with the numpy reference bit
+for bit (`verified` is true only then).  For an ALU operator `macs` counts
+element operations (`embedder.evaluate.metrics.alu_bounds`).
 """
 from __future__ import annotations
 
@@ -17,21 +20,25 @@ from pathlib import Path
 import click
 
 from embedder.baseline.reference import reference_schedule
+from embedder.codegen.alu_program import AluKernel, alu_kernel
 from embedder.codegen.image import run_and_verify, time_program
 from embedder.codegen.program import CompiledProgram, compile_schedule
-from embedder.errors import InfeasibleError, OperatorError
-from embedder.evaluate.metrics import bounds, roofline_efficiency, utilization
+from embedder.errors import InfeasibleError
+from embedder.evaluate.metrics import Bounds, alu_bounds, bounds
 from embedder.hw.spec import HwSpec, load_spec
 from embedder.isa.bundle import write_bundle
+from embedder.ops.alu import ElementwiseAdd, MaxPool, Relu, Requantize
 from embedder.ops.conv2d import Conv2d
 from embedder.ops.gemm import Gemm
 from embedder.ops.ir import LoopNest
 from embedder.ops.parse import parse_operator
 from embedder.ops.reference import requantize_shift
+from embedder.schedule.alu import schedule_alu_embedding
 from embedder.schedule.search import ScheduledProgram, schedule_embedding
 
 # Embeddings from the solver's ranked list that are scheduled and timed (the reference is always added).
 EMBEDDINGS_TRIED = 3
+ALU_OPERATORS = (ElementwiseAdd, Relu, MaxPool, Requantize)
 
 
 @dataclass
@@ -46,6 +53,7 @@ class CompileResult:
     tried: list[dict] = field(default_factory=list)  # per embedding tried: description, cycles or error
     source: str = "embedder"  # or "reference schedule" when the reference rule's program was faster
     search_cycles: int | None = None  # cycles of the best program the embedder's own search found
+    kernel: AluKernel | None = None  # set for ALU operators
 
     @property
     def program(self) -> CompiledProgram:
@@ -55,20 +63,24 @@ class CompileResult:
     def cycles(self) -> int:
         return self.scheduled.cycles
 
+    @property
+    def macs(self) -> int:
+        """The operator's MACs, or its ALU element operations."""
+        return self.nest.macs if self.kernel is None else self.kernel.element_ops
 
-def roofline(nest: LoopNest, spec: HwSpec, cycles: int) -> dict[str, float]:
-    """design.md's bounds and metrics, as the DeepBench rows compute them."""
-    bound = bounds(nest, spec.config)
+    @property
+    def bounds(self) -> Bounds:
+        if self.kernel is None:
+            return bounds(self.nest, self.spec.config)
+        return alu_bounds(self.nest, self.kernel.element_ops, self.kernel.read_bytes(self.spec.config), self.spec.config,
+                          self.spec.timing.alu_cycles_per_uop)
+
+
+def roofline(result: CompileResult) -> dict[str, float]:
+    """design.md's bounds and metrics, as the DeepBench rows compute them (utilization = compute bound / cycles)."""
+    bound = result.bounds
     return {"compute_bound": bound.compute_cycles, "memory_bound": bound.memory_cycles,
-            "utilization": utilization(nest, spec.config, cycles),
-            "roofline_efficiency": roofline_efficiency(nest, spec.config, cycles)}
-
-
-def gemm_core_operator(op_name: str, shape: str):
-    operator = parse_operator(op_name, shape)
-    if not isinstance(operator, (Conv2d, Gemm)):
-        raise OperatorError(f"{op_name}: the compile flow covers conv and gemm/dense; ALU operators are not compiled yet")
-    return operator
+            "utilization": bound.compute_cycles / result.cycles, "roofline_efficiency": bound.cycles / result.cycles}
 
 
 def reference_candidate(nest: LoopNest, spec: HwSpec) -> ScheduledProgram:
@@ -82,20 +94,36 @@ def compile_operator(operator, spec: HwSpec, time_limit: float = 10.0, embedding
                      timed: int = 2, reference: ScheduledProgram | None = None) -> CompileResult:
     """Enumerate embeddings, schedule the top `embeddings` and the reference, keep the fastest program.
 
-    The reference rule's own program (`reference`, built here when not given) is one more
-    candidate: the embedder's tile search is heuristic, and it must never lose to the baseline.
+    For conv and GEMM the reference rule's own program (`reference`, built here when not
+    given) is one more candidate: the embedder's tile search is heuristic, and it must never
+    lose to the baseline.  ALU operators have no baseline rule; their reference embedding is
+    always among the candidates, and every nest of the operator needs its ALU pattern.
     """
-    from embedder.embedding.model import enumerate_embeddings
+    from embedder.embedding.model import enumerate_embeddings, select_pattern
+    from embedder.patterns import load_patterns
 
     start = time.perf_counter()
-    nest = operator.loop_nest()
-    shift = requantize_shift(nest)
+    kernel = alu_kernel(operator) if isinstance(operator, ALU_OPERATORS) else None
+    if kernel is not None:
+        nest = kernel.nest
+        patterns = load_patterns(spec)
+        for other in kernel.nests:
+            select_pattern(other, patterns)
+
+        def schedule_one(embedding):
+            return schedule_alu_embedding(kernel, embedding, spec, timed=timed)
+    else:
+        nest = operator.loop_nest()
+        shift = requantize_shift(nest)
+
+        def schedule_one(embedding):
+            return schedule_embedding(nest, embedding, spec, shift, timed=timed)
     ranked = enumerate_embeddings(nest, spec, time_limit=time_limit).ranked
     chosen = ranked[:embeddings] + [item for item in ranked[embeddings:] if item.reference]
     best, tried = None, []
     for item in chosen:
         try:
-            scheduled = schedule_embedding(nest, item.embedding, spec, shift, timed=timed)
+            scheduled = schedule_one(item.embedding)
         except InfeasibleError as error:
             tried.append({"embedding": item.describe(), "reference": item.reference, "error": str(error)})
             continue
@@ -106,10 +134,11 @@ def compile_operator(operator, spec: HwSpec, time_limit: float = 10.0, embedding
         reasons = "; ".join(f"[{entry['embedding']}] {entry['error']}" for entry in tried)
         raise InfeasibleError(f"{nest.name}: no embedding can be scheduled on {spec.name}: {reasons}")
     search_cycles, source = best.cycles, "embedder"
-    reference = reference if reference is not None else reference_candidate(nest, spec)
-    if reference.cycles < best.cycles:
-        best, source = reference, "reference schedule"
-    return CompileResult(operator, nest, spec, best, time.perf_counter() - start, tried, source, search_cycles)
+    if kernel is None:
+        reference = reference if reference is not None else reference_candidate(nest, spec)
+        if reference.cycles < best.cycles:
+            best, source = reference, "reference schedule"
+    return CompileResult(operator, nest, spec, best, time.perf_counter() - start, tried, source, search_cycles, kernel)
 
 
 def describe_schedule(program: CompiledProgram) -> dict:
@@ -133,8 +162,8 @@ def report(result: CompileResult, op_name: str, shape: str) -> dict:
         "layouts": layouts,
         "schedule": describe_schedule(program),
         "cycles": result.cycles,
-        "macs": result.nest.macs,
-        **roofline(result.nest, result.spec, result.cycles),
+        "macs": result.macs,
+        **roofline(result),
         "compile_seconds": result.compile_seconds,
         "requantize_shift": program.shift,
         "program": program.stats,
@@ -146,7 +175,7 @@ def report(result: CompileResult, op_name: str, shape: str) -> dict:
 
 def compile_command(op_name, shape, hw, out_dir, as_json, time_limit, seed) -> None:
     spec = load_spec(hw)
-    operator = gemm_core_operator(op_name, shape)
+    operator = parse_operator(op_name, shape)
     result = compile_operator(operator, spec, time_limit)
     document = report(result, op_name, shape)
     check = run_and_verify(operator, result.program, spec.timing, seed=seed)
@@ -237,8 +266,8 @@ def bench_compile_command(hw: str, suite: str, op_set: str, verify: bool, time_l
         operator, key = entry.op, f"{entry.key} {entry.label}"
         kind = "gemm" if isinstance(operator, Gemm) else "conv"
         result = compile_operator(operator, spec, time_limit)
-        row = {"key": key, "kind": kind, "cycles": result.cycles, "macs": result.nest.macs,
-               **roofline(result.nest, spec, result.cycles), "compile_seconds": result.compile_seconds,
+        row = {"key": key, "kind": kind, "cycles": result.cycles, "macs": result.macs,
+               **roofline(result), "compile_seconds": result.compile_seconds,
                "embedding": result.program.schedule.embedding.describe()}
         if verify:
             target, reduction = reduced_operator(operator)

@@ -7,6 +7,17 @@
     arithmetic intensity = macs / (input + weight + output bytes)               MAC per byte
     speedup              = baseline cycles / embedder cycles
 
+ALU operators (relu, add, max-pool, requantize; `alu_bounds`) count element
+operations instead of MACs: every ALU opcode applied to one operator element
+(no padding lanes), so requantize counts three per element.  The ALU
+updates BATCH * BLOCK_OUT lanes per micro-op iteration, one iteration every
+alu_cycles_per_uop cycles:
+
+    compute bound        = element ops / (BATCH * BLOCK_OUT) * alu_cycles_per_uop   cycles
+    memory bound         = (bytes of the tensors read, at their DRAM width: int8,
+                            or int32 for requantize's input, + int8 output) / bus bytes
+    utilization          = compute bound / cycles          (for GEMM this is the formula above)
+
 `macs` are the operator's true multiply-accumulates (no padding lanes), and
 the bytes are the tensor elements the operator reads or writes at their true
 shapes (int8), so both strategies are measured against the same bounds.
@@ -64,6 +75,20 @@ def tensor_bytes(nest: LoopNest) -> int:
 def bounds(nest: LoopNest, config: HwConfig) -> Bounds:
     data = tensor_bytes(nest)
     return Bounds(nest.macs, data, nest.macs / config.macs_per_cycle, data / config.bus_bytes)
+
+
+def alu_bounds(nest: LoopNest, element_ops: int, read_bytes: dict[str, int], config: HwConfig,
+               alu_cycles_per_uop: int) -> Bounds:
+    """Bounds of an ALU operator whose nests share `nest`'s dims and output (module docstring).
+
+    `read_bytes`: each tensor the operator reads -> DRAM bytes per element;
+    the output is written once at the OUT width.
+    """
+    sizes = nest.sizes
+    data = sum(touched_elements(nest.access(tensor), sizes) * width for tensor, width in read_bytes.items())
+    data += touched_elements(nest.output, sizes) * config.out_width // 8
+    lanes = config.batch * config.block_out
+    return Bounds(element_ops, data, element_ops / lanes * alu_cycles_per_uop, data / config.bus_bytes)
 
 
 def roofline_efficiency(nest: LoopNest, config: HwConfig, cycles: int) -> float:

@@ -63,7 +63,12 @@ def _tensor_dims(shape: tuple[int, ...]) -> tuple[tuple[Dim, ...], tuple[Affine,
 
 @dataclass(frozen=True)
 class ElementwiseAdd:
-    """out = a + b over an n x c x h x w int32 tensor."""
+    """out = a + b over n x c x h x w int8 tensors; the int8 output wraps (keeps the low 8 bits of the sum).
+
+    VTA adds in 32-bit accumulators and its STORE narrows by truncation, so
+    127 + 1 stores -128.  A saturating add is this operator followed by a
+    clip (the MIN/MAX nests of `Requantize`).
+    """
 
     n: int
     c: int
@@ -220,6 +225,32 @@ def reference_alu(nest: AluNest, tensors: dict):
         where = tuple(int(index[position]) for index in out_index)
         out[where] = apply_alu(nest.op, out[where], rhs[position])
     return out
+
+
+# Where an in-place fold over int8 data starts: the int8 identity of its op (max-pool starts at -128,
+# so padding, which reads as the identity, never wins).
+FOLD_START = {"max": INT8_MIN, "min": INT8_MAX}
+
+
+def alu_operator_reference(operator, tensors: dict):
+    """The int8 output of an ALU operator (ElementwiseAdd, Relu, MaxPool, Requantize) as VTA computes it.
+
+    The operator's nests run in order on int64 values (`reference_alu`),
+    each in-place nest continuing from the previous one's result; a fold over
+    reduction dims (max-pool) starts from `FOLD_START`.  The result is
+    narrowed to int8 by keeping its low 8 bits, as a VTA STORE does: add
+    wraps; relu, max-pool and requantize (shift, then clip) are already in
+    the int8 range.  `tensors`: relu x, add a and b (int8), maxpool data
+    (int8), requantize acc (int32).
+    """
+    import numpy as np
+
+    values = {name: np.asarray(value, dtype=np.int64) for name, value in tensors.items()}
+    for nest in operator.loop_nests():
+        if nest.in_place and any(dim.reduction for dim in nest.dims):
+            values[nest.output.tensor] = np.full(nest.output.shape, FOLD_START[nest.op], dtype=np.int64)
+        values[nest.output.tensor] = reference_alu(nest, values)
+    return values[nest.output.tensor].astype(np.int8)
 
 
 def apply_alu(op: str, lhs, rhs):

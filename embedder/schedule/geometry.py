@@ -129,5 +129,6 @@ def operand_geometry(nest: LoopNest, embedding: Embedding, operand: str) -> Oper
     return OperandGeometry(operand, layout, axes)
 
 
-def operand_geometries(nest: LoopNest, embedding: Embedding) -> dict[str, OperandGeometry]:
-    return {operand: operand_geometry(nest, embedding, operand) for operand in OPERANDS}
+def operand_geometries(nest: LoopNest, embedding: Embedding, operands: tuple[str, ...] = OPERANDS) -> dict[str, OperandGeometry]:
+    """Geometry of each pattern operand: GEMM's acc, inp, wgt by default; an ALU pattern's acc (and src)."""
+    return {operand: operand_geometry(nest, embedding, operand) for operand in operands}

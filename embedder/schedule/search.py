@@ -59,6 +59,8 @@ def tile_ladder(extent: int) -> list[int]:
 class CostModel:
     """Analytical cycles of a tiling (module docstring)."""
 
+    free_dim_operand = "inp"  # candidate_tiles breaks ties for its unenumerated dim towards this operand's dims
+
     def __init__(self, nest: LoopNest, embedding: Embedding, spec: HwSpec, double_buffer: bool = True):
         self.config = spec.config
         self.timing = spec.timing
@@ -135,25 +137,25 @@ class CostModel:
             return total + store
         return max(total, store, port) + store / outputs  # loads and stores share one DRAM port
 
-
-def _orders(model: CostModel) -> list[tuple[str, ...]]:
-    """Weight-side parallel dims outside or inside the input-side ones; reductions innermost."""
-    dims = list(model.dims)
-    reductions = [d for d in dims if d in model.reductions]
-    inp_dims, wgt_dims = model.geometries["inp"].dims, model.geometries["wgt"].dims
-    parallel = [d for d in dims if d not in model.reductions]
-    both = [d for d in parallel if d in inp_dims and d in wgt_dims]
-    wgt_side = [d for d in parallel if d in wgt_dims and d not in inp_dims]
-    inp_side = [d for d in parallel if d not in wgt_dims]
-    orders = [tuple(both + wgt_side + inp_side + reductions), tuple(both + inp_side + wgt_side + reductions)]
-    return list(dict.fromkeys(orders))
+    def orders(self) -> list[tuple[str, ...]]:
+        """Weight-side parallel dims outside or inside the input-side ones; reductions innermost."""
+        dims = list(self.dims)
+        reductions = [d for d in dims if d in self.reductions]
+        inp_dims, wgt_dims = self.geometries["inp"].dims, self.geometries["wgt"].dims
+        parallel = [d for d in dims if d not in self.reductions]
+        both = [d for d in parallel if d in inp_dims and d in wgt_dims]
+        wgt_side = [d for d in parallel if d in wgt_dims and d not in inp_dims]
+        inp_side = [d for d in parallel if d not in wgt_dims]
+        orders = [tuple(both + wgt_side + inp_side + reductions), tuple(both + inp_side + wgt_side + reductions)]
+        return list(dict.fromkeys(orders))
 
 
 def candidate_tiles(model: CostModel):
     """Tilings whose footprints fit (module docstring), as dicts."""
     dims = model.dims
     parallel = [d for d in dims if d not in model.reductions]
-    free = max(parallel, key=lambda d: (dims[d], d in model.geometries["inp"].dims)) if parallel else None
+    tie_break = model.geometries[model.free_dim_operand].dims
+    free = max(parallel, key=lambda d: (dims[d], d in tie_break)) if parallel else None
     enumerated = [d for d in dims if d != free]
     ladders = {d: tile_ladder(dims[d]) for d in dims}
     results = []
@@ -191,16 +193,22 @@ def candidate_tiles(model: CostModel):
 
 def rank_candidates(nest: LoopNest, embedding: Embedding, spec: HwSpec, double_buffer: bool = True) -> list[Candidate]:
     """Every fitting tiling under each loop order, best analytical estimate first."""
-    model = CostModel(nest, embedding, spec, double_buffer)
+    return rank_model_candidates(lambda double: CostModel(nest, embedding, spec, double), embedding, double_buffer)
+
+
+def rank_model_candidates(make_model, embedding: Embedding, double_buffer: bool = True) -> list[Candidate]:
+    """`rank_candidates` for any cost model: `make_model(double_buffer)` has dims, reductions, geometries,
+    free_dim_operand, fits(tile), estimate(tile, order) and orders()."""
+    model = make_model(double_buffer)
     tiles = candidate_tiles(model)
     if not tiles and double_buffer:  # two buffer halves do not fit even the smallest tile: one half each
-        return rank_candidates(nest, embedding, spec, double_buffer=False)
+        return rank_model_candidates(make_model, embedding, double_buffer=False)
     if not tiles:
         raise InfeasibleError(f"no tiling of embedding [{embedding.describe()}] fits: "
                               f"{model.fits({d: 1 for d in model.dims})}")
     vt = _thread_dim(model) if double_buffer else None
     candidates = []
-    for order in _orders(model):
+    for order in model.orders():
         for tile in tiles:
             candidates.append(Candidate(Schedule(embedding, tile, order, vt), model.estimate(tile, order)))
     candidates.sort(key=lambda c: c.estimate)
@@ -226,16 +234,24 @@ class ScheduledProgram:
 def schedule_embedding(nest: LoopNest, embedding: Embedding, spec: HwSpec, shift: int,
                        timed: int = TIMED_CANDIDATES) -> ScheduledProgram:
     """Best schedule of one embedding: analytical ranking, then the cycle model on the top `timed`."""
+    return time_candidates(rank_candidates(nest, embedding, spec),
+                           lambda schedule: compile_schedule(nest, schedule, spec.config, shift), spec, embedding, timed)
+
+
+def time_candidates(candidates: list[Candidate], generate, spec: HwSpec, embedding: Embedding,
+                    timed: int) -> ScheduledProgram:
+    """Generate candidates in ranked order (`generate(schedule)`, skipping InfeasibleError) until `timed`
+    programs exist; the fastest on the cycle model wins."""
     from embedder.codegen.image import time_program
 
     best = None
     rejected: list[str] = []
     generated = 0
-    for candidate in rank_candidates(nest, embedding, spec):
+    for candidate in candidates:
         if generated == timed:
             break
         try:
-            program = compile_schedule(nest, candidate.schedule, spec.config, shift)
+            program = generate(candidate.schedule)
         except InfeasibleError as error:
             rejected.append(str(error))
             continue

@@ -52,6 +52,6 @@ def schedule_dims(nest: LoopNest, embedding: Embedding) -> dict[str, int]:
 
 
 def reduction_dims(nest: LoopNest, embedding: Embedding) -> frozenset[str]:
-    """Schedule dims summed over: the operator's reduction loop dims and the block loop of the i lanes."""
+    """Schedule dims summed over: the operator's reduction loop dims and the block loop of the i lanes (GEMM)."""
     reductions = {dim.name for dim in nest.dims if dim.reduction and dim.name in embedding.loop_dims}
-    return frozenset(reductions | {embedding.group("i").block_dim})
+    return frozenset(reductions | {group.block_dim for group in embedding.groups if group.axis == "i"})

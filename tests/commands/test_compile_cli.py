@@ -32,12 +32,6 @@ def test_text_report_names_embedding_and_cycles():
     assert "embedding" in result.output and "cycles" in result.output and "bit-exact" in result.output
 
 
-def test_alu_operator_is_a_one_line_error():
-    result = CliRunner().invoke(main, ["--op", "relu", "--shape", "c=4,h=4,w=4"])
-    assert result.exit_code == 2
-    assert result.output.count("\n") == 1 and "relu" in result.output
-
-
 def test_bad_shape_is_a_one_line_error():
     result = CliRunner().invoke(main, ["--op", "conv", "--shape", "c=4,h=4,w=4,k=4,r=9,s=1"])
     assert result.exit_code == 2 and "filter span" in result.output
