@@ -32,11 +32,18 @@ Per tile step, in the compute module (ACC loads run there too):
    src operand walks the tile with a micro-op table and two loops
    (`MicroOpPlanner`, no back-to-back hazard on the ALU); an immediate
    sweeps the acc box linearly (`imm_sweep`);
-4. last step of an output tile: STOREs of the acc box (`store_tile`).
+4. after the last step of an output tile: STOREs of the acc box
+   (`store_tile`).  With two acc halves they are handed over (compute->store
+   pushed) only after the next step's loads: loads and stores share the one
+   DRAM port, and the compute module cannot run ALU work while its own LOADs
+   move data, so a store that starts with the next loads delays them, while
+   one that starts after them runs during the next tile's ALU work.  With one
+   half the stores follow at once (the next initialisation waits for them).
 
 Tokens: the initialisation of tile q pops store->compute when q >=
-acc_halves (the store of tile q - acc_halves has read that half); the last
-ALU of a tile pushes compute->store; no load-module instruction exists.
+acc_halves (the store of tile q - acc_halves has read that half); the
+instruction before a tile's stores pushes compute->store; no load-module
+instruction exists.
 """
 from __future__ import annotations
 
@@ -194,6 +201,7 @@ def _emit(kernel, config, schedule, geometries, steps, buffers, reductions, regi
     n_outputs = steps[-1].output_tile + 1
     body: list = []
     previous_src = None
+    pending = None  # a finished tile whose stores wait for the next step's loads
     for step in steps:
         q = step.output_tile
         acc_base = buffers.base("acc", q % acc_halves)
@@ -212,6 +220,9 @@ def _emit(kernel, config, schedule, geometries, steps, buffers, reductions, regi
                 body.extend(Load(init_type, *transfer) for transfer in
                             box_transfers(geometries["acc"], step, acc_base, regions.elements["init"]))
             body[first_init] = with_deps(body[first_init], pop_next=q >= acc_halves)
+        if pending is not None:
+            store_tile(body, *pending)
+            pending = None
         for stage in kernel.stages:
             if stage.imm is not None:
                 body.extend(imm_sweep(emitter, stage.op, stage.imm, acc_base, acc_elements))
@@ -221,5 +232,8 @@ def _emit(kernel, config, schedule, geometries, steps, buffers, reductions, regi
             body.append(Alu(stage.op, start, end, loop.iter_out, loop.iter_in, loop.factors_out[0],
                             loop.factors_in[0], loop.factors_out[1], loop.factors_in[1]))
         if step.last_of_output:
-            store_tile(body, geometries["acc"], step, acc_base, regions.elements["acc"], acc_halves, n_outputs)
+            pending = (geometries["acc"], step, acc_base, regions.elements["acc"], acc_halves, n_outputs)
+            if acc_halves == 1 or q == n_outputs - 1:  # one half: the next init waits for this store
+                store_tile(body, *pending)
+                pending = None
     return body + [Finish(deps=Deps(pop_next=True))], emitter.uops
