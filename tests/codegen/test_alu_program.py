@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from strategies import schedules
 
 from embedder.codegen.alu_program import alu_kernel, compile_alu_schedule
 from embedder.codegen.image import build_bundle, read_output, run_and_verify
@@ -17,11 +18,10 @@ from embedder.isa.instructions import Alu, AluOp, Load, MemType
 from embedder.ops.alu import ElementwiseAdd, MaxPool, Relu, Requantize, alu_operator_reference
 from embedder.ops.reference import requantize
 from embedder.schedule.alu import schedule_alu_embedding
-from embedder.schedule.types import Schedule, reduction_dims, schedule_dims
+from embedder.schedule.types import Schedule, schedule_dims
 from embedder.sim.run import run_program
 
 SPECS = ("pynq_1x16x16", "pynq_2x16x16", "pynq_1x32x32")
-SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 sizes = dict(n=st.integers(1, 2), c=st.integers(1, 40), h=st.integers(1, 6), w=st.integers(1, 6))
 relus = st.builds(Relu, **sizes)
@@ -39,24 +39,12 @@ def maxpools(draw):
                    draw(st.integers(1, 2)), pad_h, pad_w)
 
 
-@st.composite
-def random_schedule(draw, kernel, spec):
-    """Any enumerated embedding (replicated and padded layouts included), any tiling, order and buffering."""
-    ranked = enumerate_embeddings(kernel.nest, spec, time_limit=2.0).ranked
-    embedding = draw(st.sampled_from(ranked)).embedding
-    dims = schedule_dims(kernel.nest, embedding)
-    reductions = reduction_dims(kernel.nest, embedding)
-    tile = {d: draw(st.integers(1, extent)) for d, extent in dims.items()}
-    parallel = draw(st.permutations([d for d in dims if d not in reductions]))
-    inner = draw(st.permutations([d for d in dims if d in reductions]))
-    threads = draw(st.sampled_from([None, parallel[0] if parallel else None]))
-    return Schedule(embedding, tile, tuple(parallel) + tuple(inner), threads)
-
-
 def _check(operator, spec_name, data):
     spec = load_spec(spec_name)
     kernel = alu_kernel(operator)
-    schedule = data.draw(random_schedule(kernel, spec))
+    ranked = enumerate_embeddings(kernel.nest, spec, time_limit=2.0).ranked
+    embedding = data.draw(st.sampled_from(ranked)).embedding  # replicated and padded layouts included
+    schedule = data.draw(schedules(kernel.nest, embedding))
     try:
         program = compile_alu_schedule(kernel, schedule, spec.config)
     except InfeasibleError:
@@ -66,28 +54,11 @@ def _check(operator, spec_name, data):
     assert not any(check.stats["unconsumed_tokens"].values())
 
 
-@SETTINGS
-@given(relus, st.sampled_from(SPECS), st.data())
-def test_random_relu_programs_are_bit_exact(operator, spec_name, data):
-    _check(operator, spec_name, data)
-
-
-@SETTINGS
-@given(adds, st.sampled_from(SPECS), st.data())
-def test_random_add_programs_are_bit_exact(operator, spec_name, data):
-    _check(operator, spec_name, data)
-
-
-@SETTINGS
-@given(maxpools(), st.sampled_from(SPECS), st.data())
-def test_random_maxpool_programs_are_bit_exact(operator, spec_name, data):
-    _check(operator, spec_name, data)
-
-
-@SETTINGS
-@given(requantizes, st.sampled_from(SPECS), st.data())
-def test_random_requantize_programs_are_bit_exact(operator, spec_name, data):
-    _check(operator, spec_name, data)
+@pytest.mark.parametrize("operators", [relus, adds, maxpools(), requantizes], ids=["relu", "add", "maxpool", "requantize"])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_random_alu_programs_are_bit_exact(operators, data):
+    _check(data.draw(operators), data.draw(st.sampled_from(SPECS)), data)
 
 
 def _best_program(operator, spec):

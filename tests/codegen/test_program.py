@@ -6,7 +6,7 @@ from math import ceil
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from strategies import small_convs
+from strategies import schedules, small_convs
 
 from embedder.baseline.reference import reference_embedding
 from embedder.codegen.image import run_and_verify
@@ -28,22 +28,10 @@ def convs():
 gemms = st.builds(Gemm, st.integers(1, 40), st.integers(1, 40), st.integers(1, 70))
 
 
-@st.composite
-def random_schedule(draw, nest, spec):
-    embedding = reference_embedding(nest, spec)
-    dims = schedule_dims(nest, embedding)
-    reductions = reduction_dims(nest, embedding)
-    tile = {d: draw(st.integers(1, extent)) for d, extent in dims.items()}
-    parallel = draw(st.permutations([d for d in dims if d not in reductions]))
-    inner = draw(st.permutations([d for d in dims if d in reductions]))
-    threads = draw(st.sampled_from([None, parallel[0] if parallel else None]))
-    return Schedule(embedding, tile, tuple(parallel) + tuple(inner), threads)
-
-
 def _check(operator, spec_name, data):
     spec = load_spec(spec_name)
     nest = operator.loop_nest()
-    schedule = data.draw(random_schedule(nest, spec))
+    schedule = data.draw(schedules(nest, reference_embedding(nest, spec)))
     try:
         program = compile_schedule(nest, schedule, spec.config, requantize_shift(nest))
     except InfeasibleError:

@@ -15,9 +15,7 @@ def test_maxpool_json_report_is_verified_and_its_bundle_runs(tmp_path):
                                        "--out", str(tmp_path), "--json", "--time-limit", "2"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    for key in ("op", "shape", "hw", "embedding", "cycles", "macs", "utilization", "roofline_efficiency",
-                "compile_seconds", "verified", "bundle"):
-        assert key in report
+    assert report["op"] == "maxpool" and report["hw"] == "pynq_1x16x16" and report["compile_seconds"] > 0
     assert report["verified"] is True and report["mismatches"] == 0
     assert report["macs"] == 20 * 5 * 5 * 9  # element operations: one MAX per window element
     assert 0 < report["roofline_efficiency"] <= 1 and 0 < report["utilization"] <= 1
