@@ -50,15 +50,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from embedder.codegen.program import (
-    BufferPlan, CompiledProgram, DataRegions, DramTensor, Emitter, MicroOpPlanner, box_transfers,
-    check_accumulator_boxes, imm_sweep, insns_to_program, store_tile, tile_steps, validate_schedule, with_deps)
+    BufferPlan, CompiledProgram, DataRegions, DramTensor, Emitter, MicroOpPlanner, box_transfers, imm_sweep,
+    insns_to_program, schedule_steps, store_tile, with_deps)
+from embedder.embedding.types import Embedding
 from embedder.errors import InfeasibleError, OperatorError
 from embedder.hw.config import HwConfig
 from embedder.isa.instructions import Alu, AluOp, Deps, Finish, Load, MemType
 from embedder.ops.alu import FOLD_START, AluNest, Requantize
 from embedder.ops.parse import operator_nests
 from embedder.schedule.geometry import OperandGeometry, operand_geometries
-from embedder.schedule.types import Schedule, reduction_dims
+from embedder.schedule.types import Schedule
 
 # The ALU sweep that starts a fold: op, immediate (the fold's int8 identity pushed past every data value).
 FOLD_INIT = {"max": (AluOp.MIN, FOLD_START["max"]), "min": (AluOp.MAX, FOLD_START["min"])}
@@ -135,8 +136,7 @@ def alu_operands(kernel: AluKernel) -> tuple[str, ...]:
     return ("acc", "src") if kernel.src is not None else ("acc",)
 
 
-def alu_geometries(kernel: AluKernel, schedule_or_embedding) -> dict[str, OperandGeometry]:
-    embedding = getattr(schedule_or_embedding, "embedding", schedule_or_embedding)
+def alu_geometries(kernel: AluKernel, embedding: Embedding) -> dict[str, OperandGeometry]:
     return operand_geometries(kernel.nest, embedding, alu_operands(kernel))
 
 
@@ -179,12 +179,8 @@ def alu_buffer_plan(config: HwConfig, schedule: Schedule, geometries: dict[str, 
 def compile_alu_schedule(kernel: AluKernel, schedule: Schedule, config: HwConfig) -> CompiledProgram:
     """Generate the program of `schedule` (an embedding of `kernel.nest`); InfeasibleError names the violated limit."""
     nest = kernel.nest
-    dims = validate_schedule(nest, schedule)
-    reductions = reduction_dims(nest, schedule.embedding)
-    geometries = alu_geometries(kernel, schedule)
-    full = {d: min(schedule.tile[d], dims[d]) for d in dims}
-    check_accumulator_boxes(geometries["acc"], schedule, dims)
-    steps = tile_steps(dims, schedule, reductions)
+    geometries = alu_geometries(kernel, schedule.embedding)
+    _, reductions, full, steps = schedule_steps(nest, schedule, geometries["acc"])
     buffers = alu_buffer_plan(config, schedule, geometries, full, steps[-1].output_tile + 1)
     regions = DataRegions.plan(alu_tensors(kernel, config, geometries), geometries)
     emitted = _emit(kernel, config, schedule, geometries, steps, buffers, reductions, regions)

@@ -37,7 +37,6 @@ from dataclasses import dataclass, field, replace
 from itertools import product
 from math import ceil, prod
 
-import numpy as np
 
 from embedder.errors import InfeasibleError
 from embedder.hw.config import LOOP_ITER_BITS, MEM_SIZE_BITS, MEM_STRIDE_BITS, HwConfig
@@ -397,12 +396,8 @@ def compile_schedule(nest: LoopNest, schedule: Schedule, config: HwConfig, shift
     DRAM addresses follow `DataRegions.plan`; `embedder.codegen.image` builds the image.
     InfeasibleError names the limit a schedule violates.
     """
-    dims = validate_schedule(nest, schedule)
-    reductions = reduction_dims(nest, schedule.embedding)
     geometries = operand_geometries(nest, schedule.embedding)
-    full = {d: min(schedule.tile[d], dims[d]) for d in dims}
-    check_accumulator_boxes(geometries["acc"], schedule, dims)
-    steps = tile_steps(dims, schedule, reductions)
+    dims, reductions, full, steps = schedule_steps(nest, schedule, geometries["acc"])
 
     # Which operands each step (re)loads, and whether a scratch acc element is needed.
     loads_at: list[list[str]] = []
@@ -426,6 +421,16 @@ def compile_schedule(nest: LoopNest, schedule: Schedule, config: HwConfig, shift
     regions = DataRegions.plan(gemm_tensors(config, geometries), geometries)
     emitted = _emit(config, schedule, geometries, steps, loads_at, buffers, reductions, shift, regions)
     return insns_to_program(nest, schedule, config, geometries, emitted, buffers, shift, regions)
+
+
+def schedule_steps(nest: LoopNest, schedule: Schedule, acc: OperandGeometry):
+    """Validate `schedule` and its accumulator boxes; return (dims' extents, reduction dims, full tile extents,
+    tile steps)."""
+    dims = validate_schedule(nest, schedule)
+    reductions = reduction_dims(nest, schedule.embedding)
+    check_accumulator_boxes(acc, schedule, dims)
+    full = {d: min(schedule.tile[d], dims[d]) for d in dims}
+    return dims, reductions, full, tile_steps(dims, schedule, reductions)
 
 
 def check_accumulator_boxes(acc: OperandGeometry, schedule: Schedule, dims: dict[str, int]) -> None:

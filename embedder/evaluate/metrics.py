@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from embedder.hw.config import HwConfig
+from embedder.ops.alu import AluNest
 from embedder.ops.ir import Access, LoopNest
 
 
@@ -73,6 +74,9 @@ def tensor_bytes(nest: LoopNest) -> int:
 
 
 def bounds(nest: LoopNest, config: HwConfig) -> Bounds:
+    """Bounds of a GEMM-core loop nest (conv2d, GEMM); ALU operators use `alu_bounds`."""
+    if isinstance(nest, AluNest):
+        raise TypeError(f"{nest.name} is an ALU nest: its bounds come from alu_bounds")
     data = tensor_bytes(nest)
     return Bounds(nest.macs, data, nest.macs / config.macs_per_cycle, data / config.bus_bytes)
 
