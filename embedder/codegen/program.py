@@ -37,7 +37,6 @@ from dataclasses import dataclass, field, replace
 from itertools import product
 from math import ceil, prod
 
-
 from embedder.errors import InfeasibleError
 from embedder.hw.config import LOOP_ITER_BITS, MEM_SIZE_BITS, MEM_STRIDE_BITS, HwConfig
 from embedder.isa.instructions import Alu, AluOp, Deps, Finish, Gemm, Instruction, Load, MemType, Store, Uop
