@@ -28,7 +28,8 @@ Per tile step, in the compute module (ACC loads run there too):
    reduction dims (max-pool), with one ALU MIN imm -128 sweep: every element
    becomes at most -128, so the first MAX with int8 data (>= -128) takes the
    data;
-3. one ALU instruction group per loop nest of the operator, in order: a
+3. one ALU instruction group per loop nest of the operator, in order
+   (none for an identity such as a shift by 0): a
    src operand walks the tile with a micro-op table and two loops
    (`MicroOpPlanner`, no back-to-back hazard on the ALU); an immediate
    sweeps the acc box linearly (`imm_sweep`);
@@ -65,6 +66,10 @@ from embedder.schedule.types import Schedule
 FOLD_INIT = {"max": (AluOp.MIN, FOLD_START["max"]), "min": (AluOp.MAX, FOLD_START["min"])}
 
 
+# (op, immediate) pairs that leave every value unchanged: their nests emit no instruction (requantize by 0).
+IDENTITY_IMMEDIATES = {("shr", 0), ("add", 0), ("mul", 1)}
+
+
 @dataclass(frozen=True)
 class AluStage:
     """One ALU instruction group per tile: `op` with the immediate `imm`, or with the src tile when imm is None."""
@@ -77,9 +82,10 @@ class AluStage:
 class AluKernel:
     """What the code generator runs for one ALU operator.
 
-    `nest` is the loop nest whose embedding fixes every layout (the nest
-    reading a src tensor, else the first); all nests share its dims and
-    output.  `init` is the tensor loaded into the acc tile first (relu x,
+    `nests` are the operator's nests that do something (identities such as
+    a shift by 0 dropped), one `stages` entry each.  `nest` is the loop nest
+    whose embedding fixes every layout (the nest reading a src tensor, else
+    the first); all nests share its dims and output.  `init` is the tensor loaded into the acc tile first (relu x,
     add a, requantize acc), in DRAM as `init_dtype`; None for a fold, which
     starts from FOLD_START instead.  `src` is the tensor the src stage reads.
     """
@@ -124,10 +130,11 @@ def alu_kernel(operator) -> AluKernel:
     fold = first.op if first.in_place and any(dim.reduction for dim in first.dims) else None
     if fold is not None and (len(nests) > 1 or fold not in FOLD_INIT):
         raise OperatorError(f"{first.name}: only a single max or min fold over reduction dims is supported")
-    stages = tuple(AluStage(AluOp[nest.op.upper()], nest.imm if nest.uses_imm else None) for nest in nests)
+    executed = tuple(nest for nest in nests if not (nest.uses_imm and (nest.op, nest.imm) in IDENTITY_IMMEDIATES))
+    stages = tuple(AluStage(AluOp[nest.op.upper()], nest.imm if nest.uses_imm else None) for nest in executed)
     init = None if fold is not None else first.lhs.tensor
     int32_input = isinstance(operator, Requantize)
-    return AluKernel(nests, srcs[0] if srcs else first, stages, init, "int32" if int32_input else "int8",
+    return AluKernel(executed, srcs[0] if srcs else first, stages, init, "int32" if int32_input else "int8",
                      srcs[0].rhs.tensor if srcs else None, fold, operator.shift if int32_input else 0)
 
 

@@ -118,6 +118,15 @@ def test_requantize_loads_int32_and_matches_the_gemm_epilogue():
     np.testing.assert_array_equal(got, requantize(acc, 7))
 
 
+def test_requantize_by_zero_emits_no_shift():
+    spec = load_spec("pynq_1x16x16")
+    operator = Requantize(1, 16, 4, 4, shift=0)
+    program = _best_program(operator, spec)
+    assert {insn.alu_opcode for insn in program.insns if isinstance(insn, Alu)} == {AluOp.MIN, AluOp.MAX}
+    assert alu_kernel(operator).element_ops == 2 * 16 * 4 * 4
+    assert run_and_verify(operator, program, spec.timing).verified
+
+
 def test_relu_reference_is_max_with_zero():
     x = np.arange(-128, 128, dtype=np.int8).reshape(1, 4, 8, 8)
     np.testing.assert_array_equal(alu_operator_reference(Relu(1, 4, 8, 8), {"x": x}), np.maximum(x, 0))
