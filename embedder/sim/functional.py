@@ -24,6 +24,8 @@ inside one ALU instruction).
 """
 from __future__ import annotations
 
+import itertools
+import operator
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -115,9 +117,21 @@ def execute(state: MachineState, index: int, insn: Instruction) -> None:
 
 
 def execute_all(state: MachineState, insns: list[Instruction], order) -> None:
-    """Execute `insns[i]` for each i of `order`, in that order."""
-    for index in order:
-        execute(state, int(index), insns[index])
+    """Execute `insns[i]` for each i of `order`, in that order.
+
+    Consecutive accumulating GEMMs run as one batch (see `_gemm_batch`); the
+    result, counters and errors equal those of executing them one by one.
+    """
+    order = [int(index) for index in order]
+    position = 0
+    while position < len(order):
+        end = _gemm_run_end(insns, order, position)
+        if end - position > 1:
+            _gemm_batch(state, insns, order[position:end])
+            position = end
+            continue
+        execute(state, order[position], insns[order[position]])
+        position += 1
 
 
 # -- LOAD / STORE ------------------------------------------------------------
@@ -490,6 +504,150 @@ def _each_products(n, batch, block_out, src, wgt):
         y = np.matmul(inp[src].astype(np.float32), weights[wgt].astype(np.float32).transpose(0, 2, 1))
         return y.reshape(n, batch * block_out)
     return products
+
+
+# -- batches of GEMMs ----------------------------------------------------------
+#
+# An accumulating GEMM (no reset) adds products of inp and wgt elements, which
+# no GEMM writes, to acc elements.  Addition modulo 2^32 is commutative and
+# associative, so a run of consecutive accumulating GEMMs has the effect of
+# adding to every acc element the sum of all products the run directs to it,
+# in any order or grouping.  A batch replaces the fixed cost of each small
+# instruction with a few array operations over all iterations of the run.
+
+# GEMMs of at most this many iterations join batches.  Larger ones run alone:
+# their cached plans (see _cached_plan) already amortise the fixed cost of an
+# instruction, and recomputing their indices in a batch would cost more.
+_BATCHED_GEMM_ITERATIONS = 4096
+# A batch holds at most this many iterations (bounds memory).
+_BATCH_ITERATIONS = 1 << 17
+# Distinct values are found by counting over the value range up to this size, else by sorting.
+_MAX_COUNTING_RANGE = 1 << 21
+
+_GEMM_LOOP_FIELDS = operator.attrgetter(
+    "uop_bgn", "uop_end", "iter_out", "iter_in", "dst_factor_out", "dst_factor_in",
+    "src_factor_out", "src_factor_in", "wgt_factor_out", "wgt_factor_in")
+
+
+def _gemm_run_end(insns: list[Instruction], order: list[int], position: int) -> int:
+    """End (exclusive) of the batch from order[position]: the consecutive accumulating GEMMs
+    there, small and with well-formed loop fields, totalling at most _BATCH_ITERATIONS iterations."""
+    total = 0
+    end = position
+    while end < len(order):
+        insn = insns[order[end]]
+        if not isinstance(insn, Gemm) or insn.reset:
+            break
+        iterations = insn.iter_out * insn.iter_in * (insn.uop_end - insn.uop_bgn)
+        if insn.iter_out < 0 or insn.iter_in < 0 or not 0 <= iterations <= _BATCHED_GEMM_ITERATIONS:
+            break
+        total += iterations
+        if total > _BATCH_ITERATIONS:
+            break
+        end += 1
+    return end
+
+
+def _gemm_batch(state: MachineState, insns: list[Instruction], indices: list[int]) -> None:
+    """Execute the accumulating GEMMs `insns[i]`, i in `indices`, as one accumulation.
+
+    When any index is invalid they execute one by one instead, so the error
+    names the first faulty instruction and the ones before it take effect.
+    """
+    gemms = [insns[index] for index in indices]
+    iterations = _batch_iterations(state, gemms)
+    if iterations is None:
+        for index, insn in zip(indices, gemms):
+            execute(state, index, insn)
+        return
+    state.gemm_counter += iterations[0].size
+    _accumulate(state, *iterations)
+
+
+def _batch_iterations(state: MachineState, gemms: list[Gemm]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(dst, src, wgt) buffer indices of every iteration of `gemms`, or None if one is out of range.
+
+    Iterations are enumerated as rows (instruction, i, j), each row expanded
+    over its micro-ops: index = uop field + i * factor_out + j * factor_in.
+    """
+    config = state.config
+    fields = np.fromiter(itertools.chain.from_iterable(map(_GEMM_LOOP_FIELDS, gemms)), dtype=np.int64,
+                         count=10 * len(gemms)).reshape(len(gemms), 10)
+    bgn, end, outer, inner = fields[:, 0], fields[:, 1], fields[:, 2], fields[:, 3]
+    if np.any(end > config.uop_depth):
+        return None
+    rows = outer * inner
+    row_insn = np.repeat(np.arange(len(gemms)), rows)
+    row_fields = fields[row_insn]
+    position = np.arange(row_insn.size) - np.repeat(np.cumsum(rows) - rows, rows)
+    i, j = np.divmod(position, row_fields[:, 3]) if row_insn.size else (position, position)
+    width = row_fields[:, 1] - row_fields[:, 0]
+    first = np.cumsum(width) - width
+    uops = np.repeat(row_fields[:, 0] - first, width) + np.arange(int(width.sum()))
+    decoded = decode_uops(state.uop, config)
+    indices = []
+    for column, depth in enumerate((config.acc_depth, config.inp_depth, config.wgt_depth)):
+        offset = i * row_fields[:, 4 + 2 * column] + j * row_fields[:, 5 + 2 * column]
+        index = decoded[column][uops] + np.repeat(offset, width)
+        if index.size and (index.min() < 0 or index.max() >= depth):
+            return None
+        indices.append(index)
+    return tuple(indices)
+
+
+def _distinct(values: np.ndarray, value_range: int) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted distinct values, rank of each value among them) of non-negative `values` < `value_range`."""
+    if value_range > _MAX_COUNTING_RANGE:
+        return np.unique(values, return_inverse=True)
+    present = np.zeros(value_range, dtype=bool)
+    present[values] = True
+    distinct = np.flatnonzero(present)
+    rank = np.empty(value_range, dtype=np.int64)
+    rank[distinct] = np.arange(distinct.size)
+    return distinct, rank[values]
+
+
+def _counted(values: np.ndarray, value_range: int) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted distinct values, how often each occurs) of non-negative `values` < `value_range`."""
+    if value_range > _MAX_COUNTING_RANGE:
+        return np.unique(values, return_counts=True)
+    counts = np.bincount(values, minlength=value_range)
+    distinct = np.flatnonzero(counts)
+    return distinct, counts[distinct]
+
+
+def _accumulate(state: MachineState, dst: np.ndarray, src: np.ndarray, wgt: np.ndarray) -> None:
+    """acc[dst[t]] += inp[src[t]] x wgt[wgt[t]]^T for every t, modulo 2^32, indices valid.
+
+    Iterations collapse to distinct (dst, src, wgt) triples with multiplicities;
+    each distinct (src, wgt) product is computed once, exactly (float32 while
+    BLOCK_IN * 2^14 <= 2^24, else int64); every acc element then adds the
+    int64 sum of multiplicity x product over its triples.  Int64 arithmetic
+    wraps modulo 2^64, so the low 32 bits are exact at any magnitude.
+    """
+    if dst.size == 0:
+        return
+    config = state.config
+    dst_values, dst_rank = _distinct(dst, config.acc_depth)
+    src_values, src_rank = _distinct(src, config.inp_depth)
+    wgt_values, wgt_rank = _distinct(wgt, config.wgt_depth)
+    pairs, pair_rank = _distinct(src_rank * wgt_values.size + wgt_rank, src_values.size * wgt_values.size)
+    triples, multiplicity = _counted(dst_rank * pairs.size + pair_rank, dst_values.size * pairs.size)
+    triple_dst, triple_pair = np.divmod(triples, pairs.size)
+    pair_src = src_values[pairs // wgt_values.size]
+    pair_wgt = wgt_values[pairs % wgt_values.size]
+    if config.block_in * _MAX_PRODUCT > _EXACT_FLOAT32:
+        products = _stacked_int64_products(pair_src, pair_wgt)
+    else:
+        products, _ = _float32_products(pairs.size, config.batch, config.block_in, config.block_out,
+                                        pair_src, pair_wgt, None)
+    terms = products(state.inp, state.wgt)[triple_pair].astype(np.int64)
+    if triples.size < dst.size:
+        terms *= multiplicity[:, None]
+    # Triples are sorted by dst rank, and every rank occurs: one segment per distinct dst.
+    sums = np.add.reduceat(terms, np.flatnonzero(np.diff(triple_dst, prepend=-1)), axis=0)
+    lanes = state.acc.reshape(state.acc.shape[0], -1)
+    lanes[dst_values] += sums.astype(np.int32)
 
 
 def _alu_apply(op: AluOp, x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -17,7 +17,8 @@ from embedder.hw import load_spec
 from embedder.isa.encoding import decode_uops, encode_uops
 from embedder.isa.instructions import Alu, AluOp, Finish, Gemm, Load, MemType, Store, Uop
 from embedder.sim.benchprograms import conv_tile_program, many_small_gemms_program, matmul_program, no_reuse_program
-from embedder.sim.functional import execute, new_state
+from embedder.sim import functional
+from embedder.sim.functional import execute, execute_all, new_state
 
 SPEC_NAMES = ["pynq_1x16x16", "pynq_1x32x32", "pynq_2x16x16", "ultra96_1x16x16"]
 DRAM_BYTES = 1 << 14
@@ -328,7 +329,6 @@ def test_changed_micro_ops_are_not_served_from_a_stale_plan():
 
 @pytest.mark.parametrize("spec", ["pynq_1x16x16", "pynq_2x16x16"])
 def test_every_float32_product_strategy_equals_int64_einsum(spec):
-    from embedder.sim import functional
     config = load_spec(spec).config
     state, _ = random_state(config, 11)
     state.inp[...] = -128  # extreme operands: dot products of magnitude 2^14 * BLOCK_IN
@@ -353,3 +353,100 @@ def test_every_float32_product_strategy_equals_int64_einsum(spec):
     ]
     for products in strategies:
         assert np.array_equal(products(state.inp, state.wgt).astype(np.int64), expected.reshape(src.size, -1))
+
+
+# -- execute_all: runs of small accumulating GEMMs execute as one batch ------------
+
+def model_program(config, model, insns):
+    """The model over a program of loads, GEMMs and ALUs, micro-ops read when each runs."""
+    for insn in insns:
+        uops = [Uop(*fields) for fields in zip(*decode_uops(model["uop"], config))]
+        if isinstance(insn, Load):
+            model_load(config, model, insn)
+        elif isinstance(insn, Gemm):
+            model_gemm(model, insn, uops)
+        else:
+            model_alu(model, insn, uops)
+
+
+def batch_gemms():
+    # Zero factors and the 12 random micro-op destinations repeat dst inside one instruction.
+    return st.builds(Gemm, reset=st.sampled_from([False] * 5 + [True]), uop_bgn=st.integers(0, 8),
+                     uop_end=st.integers(8, 16), iter_out=st.integers(0, 3), iter_in=st.integers(0, 3),
+                     dst_factor_out=SMALL, dst_factor_in=SMALL, src_factor_out=SMALL, src_factor_in=SMALL,
+                     wgt_factor_out=SMALL, wgt_factor_in=SMALL)
+
+
+def programs():
+    """Mostly GEMMs, some loads (new micro-ops, inputs, accumulators) and ALUs between them."""
+    small_loads = st.builds(Load, memory_type=st.sampled_from([MemType.UOP, MemType.INP, MemType.ACC]),
+                            sram_base=st.integers(0, 12), dram_base=st.integers(0, 6), y_size=st.integers(1, 2),
+                            x_size=st.integers(1, 4), x_stride=st.integers(4, 6))
+    small_alus = st.builds(Alu, alu_opcode=st.sampled_from([AluOp.ADD, AluOp.MAX]), use_imm=st.booleans(),
+                           imm=st.integers(-40, 40), **loop_fields())
+    return st.lists(st.one_of(batch_gemms(), batch_gemms(), batch_gemms(), small_loads, small_alus),
+                    min_size=1, max_size=12)
+
+
+@pytest.mark.parametrize("spec", ["pynq_1x16x16", "pynq_2x16x16"])
+@pytest.mark.parametrize("counting_range,batch_iterations", [(1 << 21, 1 << 17), (0, 40)])
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), insns=programs())
+def test_batched_gemms_match_the_model(spec, counting_range, batch_iterations, seed, insns):
+    # Also with distinct values found by sorting and with batches cut after 40 iterations.
+    config = load_spec(spec).config
+    state, _ = random_state(config, seed)
+    # Micro-op loads read 24 valid random micro-ops at the start of DRAM.
+    rng = np.random.default_rng(seed)
+    table = encode_uops([Uop(*rng.integers(0, 12, 3).tolist()) for _ in range(24)], config)
+    state.dram[:96] = table.astype("<u4").view(np.uint8)
+    model = snapshot(state)
+    model_program(config, model, insns)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(functional, "_MAX_COUNTING_RANGE", counting_range)
+        patch.setattr(functional, "_BATCH_ITERATIONS", batch_iterations)
+        execute_all(state, insns, range(len(insns)))
+    result = snapshot(state)
+    for name in model:
+        assert np.array_equal(np.asarray(result[name]), np.asarray(model[name])), name
+
+
+def test_a_batch_wraps_deep_accumulation_exactly():
+    # 1000 GEMMs x 16 products of -128 x -128 x 16 lanes into one accumulator: 2^32 < 2^18 * 16000.
+    config = load_spec("pynq_1x16x16").config
+    state = new_state(config, np.zeros(64, dtype=np.uint8))
+    state.inp[:2] = -128
+    state.wgt[:2] = -128
+    state.acc[0] = 2**31 - 5
+    state.uop[:2] = encode_uops([Uop(0, 0, 0), Uop(0, 1, 1)], config)
+    insns = [Gemm(False, 0, 2, 8, 1, 0, 0, 0, 0, 0, 0)] * 1000
+    execute_all(state, insns, range(len(insns)))
+    assert state.acc[0, 0, 0] == wrap32(2**31 - 5 + 16000 * 16 * 2**14)
+    assert state.gemm_counter == 16000
+
+
+def test_a_faulty_gemm_in_a_run_names_itself_after_the_earlier_ones_took_effect():
+    config = load_spec("pynq_1x16x16").config
+    state, _ = random_state(config, 3)
+    reference, _ = random_state(config, 3)
+    good = Gemm(False, 0, 4, 2, 2, 1, 2, 1, 2, 1, 2)
+    faulty = Gemm(False, 0, 1, 3, 1, 0, 0, 0, 0, 1023, 0)  # wgt_idx >= 1023 * 2 >= 1024
+    insns = [Finish(), good, good, faulty, good]
+    with pytest.raises(SimulationError, match=r"^instruction 3 \(GEMM\): wgt_idx \d+ outside its buffer of depth 1024"):
+        execute_all(state, insns, [0, 1, 2, 3, 4])
+    for index in range(3):
+        execute(reference, index, insns[index])
+    assert np.array_equal(state.acc, reference.acc) and state.stats() == reference.stats()
+
+
+def test_a_run_follows_the_given_order_and_micro_ops_loaded_between_runs():
+    # Order 0, 3, 1, 2: the micro-op load (3) splits the GEMMs; 1 and 2 read the new micro-ops.
+    config = load_spec("pynq_1x16x16").config
+    state, _ = random_state(config, 8)
+    state.dram[:16] = encode_uops([Uop(5, 2, 1), Uop(1, 1, 3), Uop(1, 0, 0), Uop(7, 3, 3)], config).view(np.uint8)
+    gemm = Gemm(False, 0, 4, 2, 2, 1, 2, 1, 2, 1, 2)
+    insns = [gemm, gemm, gemm, Load(MemType.UOP, 0, 0, 1, 4, 4)]
+    model = snapshot(state)
+    model_program(config, model, [insns[0], insns[3], insns[1], insns[2]])
+    execute_all(state, insns, [0, 3, 1, 2])
+    assert np.array_equal(state.acc, model["acc"]) and state.gemm_counter == model["gemm_counter"]
