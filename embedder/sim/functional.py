@@ -119,19 +119,21 @@ def execute(state: MachineState, index: int, insn: Instruction) -> None:
 def execute_all(state: MachineState, insns: list[Instruction], order) -> None:
     """Execute `insns[i]` for each i of `order`, in that order.
 
-    Consecutive accumulating GEMMs run as one batch (see `_gemm_batch`); the
-    result, counters and errors equal those of executing them one by one.
+    Long runs of consecutive small accumulating GEMMs execute as one batch
+    (see `_gemm_batch`); the result, counters and errors equal those of
+    executing them one by one.
     """
     order = [int(index) for index in order]
     position = 0
     while position < len(order):
         end = _gemm_run_end(insns, order, position)
-        if end - position > 1:
+        if end - position >= _MIN_BATCH_GEMMS:
             _gemm_batch(state, insns, order[position:end])
-            position = end
-            continue
-        execute(state, order[position], insns[order[position]])
-        position += 1
+        else:
+            end = max(end, position + 1)
+            for index in order[position:end]:
+                execute(state, index, insns[index])
+        position = end
 
 
 # -- LOAD / STORE ------------------------------------------------------------
@@ -521,6 +523,9 @@ def _each_products(n, batch, block_out, src, wgt):
 _BATCHED_GEMM_ITERATIONS = 4096
 # A batch holds at most this many iterations (bounds memory).
 _BATCH_ITERATIONS = 1 << 17
+# Runs of fewer GEMMs execute one by one: a batch costs some 60 array operations
+# whatever its size, about as much as 16 small GEMMs with cached plans.
+_MIN_BATCH_GEMMS = 16
 # Distinct values are found by counting over the value range up to this size, else by sorting.
 _MAX_COUNTING_RANGE = 1 << 21
 
@@ -580,11 +585,12 @@ def _batch_iterations(state: MachineState, gemms: list[Gemm]) -> tuple[np.ndarra
     row_insn = np.repeat(np.arange(len(gemms)), rows)
     row_fields = fields[row_insn]
     position = np.arange(row_insn.size) - np.repeat(np.cumsum(rows) - rows, rows)
-    i, j = np.divmod(position, row_fields[:, 3]) if row_insn.size else (position, position)
+    i, j = np.divmod(position, row_fields[:, 3])
     width = row_fields[:, 1] - row_fields[:, 0]
     first = np.cumsum(width) - width
-    uops = np.repeat(row_fields[:, 0] - first, width) + np.arange(int(width.sum()))
-    decoded = decode_uops(state.uop, config)
+    lowest = int(bgn.min())
+    uops = np.repeat(row_fields[:, 0] - lowest - first, width) + np.arange(int(width.sum()))
+    decoded = decode_uops(state.uop[lowest:int(end.max())], config)
     indices = []
     for column, depth in enumerate((config.acc_depth, config.inp_depth, config.wgt_depth)):
         offset = i * row_fields[:, 4 + 2 * column] + j * row_fields[:, 5 + 2 * column]

@@ -403,6 +403,7 @@ def test_batched_gemms_match_the_model(spec, counting_range, batch_iterations, s
     model = snapshot(state)
     model_program(config, model, insns)
     with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(functional, "_MIN_BATCH_GEMMS", 2)
         patch.setattr(functional, "_MAX_COUNTING_RANGE", counting_range)
         patch.setattr(functional, "_BATCH_ITERATIONS", batch_iterations)
         execute_all(state, insns, range(len(insns)))
@@ -425,7 +426,19 @@ def test_a_batch_wraps_deep_accumulation_exactly():
     assert state.gemm_counter == 16000
 
 
-def test_a_faulty_gemm_in_a_run_names_itself_after_the_earlier_ones_took_effect():
+def test_the_many_small_gemms_benchmark_runs_in_batches_equal_to_one_by_one_execution():
+    config = load_spec("pynq_2x16x16").config
+    program = many_small_gemms_program(config, 500)
+    batched, single = new_state(config, program.dram.copy()), new_state(config, program.dram.copy())
+    execute_all(batched, program.insns, range(len(program.insns)))
+    for index, insn in enumerate(program.insns):
+        execute(single, index, insn)
+    assert np.array_equal(batched.acc, single.acc) and batched.stats() == single.stats()
+    assert len(batched.plans) == 0  # every GEMM ran in a batch
+
+
+def test_a_faulty_gemm_in_a_run_names_itself_after_the_earlier_ones_took_effect(monkeypatch):
+    monkeypatch.setattr(functional, "_MIN_BATCH_GEMMS", 2)
     config = load_spec("pynq_1x16x16").config
     state, _ = random_state(config, 3)
     reference, _ = random_state(config, 3)
@@ -439,7 +452,8 @@ def test_a_faulty_gemm_in_a_run_names_itself_after_the_earlier_ones_took_effect(
     assert np.array_equal(state.acc, reference.acc) and state.stats() == reference.stats()
 
 
-def test_a_run_follows_the_given_order_and_micro_ops_loaded_between_runs():
+def test_a_run_follows_the_given_order_and_micro_ops_loaded_between_runs(monkeypatch):
+    monkeypatch.setattr(functional, "_MIN_BATCH_GEMMS", 2)
     # Order 0, 3, 1, 2: the micro-op load (3) splits the GEMMs; 1 and 2 read the new micro-ops.
     config = load_spec("pynq_1x16x16").config
     state, _ = random_state(config, 8)
