@@ -62,7 +62,25 @@ def _tensor_dims(shape: tuple[int, ...]) -> tuple[tuple[Dim, ...], tuple[Affine,
 
 
 @dataclass(frozen=True)
-class ElementwiseAdd:
+class NchwTensorOp:
+    """An operator over one n x c x h x w tensor shape (sizes checked on construction)."""
+
+    n: int
+    c: int
+    h: int
+    w: int
+    op_name = "tensor op"  # the operator's name in error messages
+
+    def __post_init__(self):
+        _check_sizes(self.op_name, n=self.n, c=self.c, h=self.h, w=self.w)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (self.n, self.c, self.h, self.w)
+
+
+@dataclass(frozen=True)
+class ElementwiseAdd(NchwTensorOp):
     """out = a + b over n x c x h x w int8 tensors; the int8 output wraps (keeps the low 8 bits of the sum).
 
     VTA adds in 32-bit accumulators and its STORE narrows by truncation, so
@@ -70,17 +88,7 @@ class ElementwiseAdd:
     clip (the MIN/MAX nests of `Requantize`).
     """
 
-    n: int
-    c: int
-    h: int
-    w: int
-
-    def __post_init__(self):
-        _check_sizes("add", n=self.n, c=self.c, h=self.h, w=self.w)
-
-    @property
-    def shape(self) -> tuple[int, int, int, int]:
-        return (self.n, self.c, self.h, self.w)
+    op_name = "add"
 
     def loop_nests(self) -> tuple[AluNest, ...]:
         dims, index = _tensor_dims(self.shape)
@@ -89,20 +97,10 @@ class ElementwiseAdd:
 
 
 @dataclass(frozen=True)
-class Relu:
+class Relu(NchwTensorOp):
     """out = max(x, 0) over an n x c x h x w tensor."""
 
-    n: int
-    c: int
-    h: int
-    w: int
-
-    def __post_init__(self):
-        _check_sizes("relu", n=self.n, c=self.c, h=self.h, w=self.w)
-
-    @property
-    def shape(self) -> tuple[int, int, int, int]:
-        return (self.n, self.c, self.h, self.w)
+    op_name = "relu"
 
     def loop_nests(self) -> tuple[AluNest, ...]:
         dims, index = _tensor_dims(self.shape)
@@ -161,28 +159,22 @@ class MaxPool:
 
 
 @dataclass(frozen=True)
-class Requantize:
+class Requantize(NchwTensorOp):
     """The int32 -> int8 epilogue after conv/GEMM: out = clip(acc >> shift, -128, 127).
 
     Three in-place ALU nests over the accumulator tensor: SHR by `shift`,
     MIN with 127, MAX with -128.
     """
 
-    n: int
-    c: int
-    h: int
-    w: int
     shift: int = 0
     shift_limit: int = 15  # largest shift the FPGA ALU honours (it reads 5 signed bits)
 
+    op_name = "requantize"
+
     def __post_init__(self):
-        _check_sizes("requantize", n=self.n, c=self.c, h=self.h, w=self.w)
+        super().__post_init__()
         if not 0 <= self.shift <= self.shift_limit:
             raise OperatorError(f"requantize: shift = {self.shift} must be in 0..{self.shift_limit}")
-
-    @property
-    def shape(self) -> tuple[int, int, int, int]:
-        return (self.n, self.c, self.h, self.w)
 
     def loop_nests(self) -> tuple[AluNest, ...]:
         dims, index = _tensor_dims(self.shape)
