@@ -153,16 +153,35 @@ def _sram_bytes(state: MachineState, memory_type: MemType) -> tuple[np.ndarray, 
     return buffer.reshape(buffer.shape[0], -1).view(np.uint8), name
 
 
-def _dram_rows(state: MachineState, dram_base: int, y_size: int, x_size: int, x_stride: int,
-               elem_bytes: int, what: str) -> np.ndarray:
-    """Byte offsets (y_size, x_size * elem_bytes) of a strided DRAM region, bounds-checked."""
+def _check_dram_region(state: MachineState, dram_base: int, y_size: int, x_size: int, x_stride: int,
+                       elem_bytes: int, what: str) -> None:
+    """Raise unless the strided DRAM region lies inside the DRAM image."""
     last = (dram_base + (y_size - 1) * x_stride + x_size) * elem_bytes if y_size else 0
     if last > state.dram.size:
         raise _InsnError(
             f"{what} DRAM region ends at byte {last}, beyond the {state.dram.size}-byte DRAM image"
         )
+
+
+def _dram_rows(state: MachineState, dram_base: int, y_size: int, x_size: int, x_stride: int,
+               elem_bytes: int, what: str) -> np.ndarray:
+    """Byte offsets (y_size, x_size * elem_bytes) of a strided DRAM region, bounds-checked."""
+    _check_dram_region(state, dram_base, y_size, x_size, x_stride, elem_bytes, what)
     rows = (dram_base + np.arange(y_size, dtype=np.int64) * x_stride) * elem_bytes
     return rows[:, None] + np.arange(x_size * elem_bytes, dtype=np.int64)[None, :]
+
+
+def _dram_view(state: MachineState, dram_base: int, y_size: int, x_size: int, x_stride: int,
+               elem_bytes: int, what: str) -> np.ndarray:
+    """The bytes of a strided DRAM region, (y_size, x_size * elem_bytes), bounds-checked, for reading.
+
+    Equals `state.dram[_dram_rows(...)]`; a strided view (rows may overlap) saves building the offsets.
+    """
+    if not state.dram.flags.c_contiguous:
+        return state.dram[_dram_rows(state, dram_base, y_size, x_size, x_stride, elem_bytes, what)]
+    _check_dram_region(state, dram_base, y_size, x_size, x_stride, elem_bytes, what)
+    return np.ndarray((y_size, x_size * elem_bytes), dtype=np.uint8, buffer=state.dram,
+                      offset=dram_base * elem_bytes, strides=(x_stride * elem_bytes, 1))
 
 
 def _load(state: MachineState, insn: Load) -> None:
@@ -182,13 +201,14 @@ def _load(state: MachineState, insn: Load) -> None:
         dram_elem_bytes = config.acc8_elem_bytes
     else:
         dram_elem_bytes = sram_elem_bytes
-    offsets = _dram_rows(state, insn.dram_base, insn.y_size, insn.x_size, insn.x_stride, dram_elem_bytes, "LOAD")
-    data = state.dram[offsets].reshape(insn.y_size, insn.x_size, dram_elem_bytes)
+    data = _dram_view(state, insn.dram_base, insn.y_size, insn.x_size, insn.x_stride, dram_elem_bytes, "LOAD")
+    data = data.reshape(insn.y_size, insn.x_size, dram_elem_bytes)
     if insn.memory_type == MemType.ACC_8BIT:
         # Each int8 sign-extends to one int32 lane.
         data = data.view(np.int8).astype("<i4").view(np.uint8)
     region = sram[insn.sram_base:end].reshape(y_total, x_total, sram_elem_bytes)
-    region[...] = 0
+    if y_total != insn.y_size or x_total != insn.x_size:
+        region[...] = 0  # padding
     region[insn.y_pad_0:insn.y_pad_0 + insn.y_size, insn.x_pad_0:insn.x_pad_0 + insn.x_size] = data
     counted = insn.x_size * insn.y_size * sram_elem_bytes
     counter = {
@@ -325,6 +345,56 @@ class _AccumulatePlan:
     starts: np.ndarray | None
     wide: bool
 
+    def accumulate(self, lanes: np.ndarray, inp: np.ndarray, wgt: np.ndarray) -> None:
+        """lanes[targets] += the chunk's products, summed per acc index, modulo 2^32."""
+        products = self.products(inp, wgt)
+        if self.starts is None:
+            lanes[self.targets] += products.astype(np.int32)
+            return
+        sums = np.add.reduceat(products, self.starts, axis=0, dtype=np.float64 if self.wide else np.float32)
+        # Float sums are exact integers; int64 then int32 keeps them modulo 2^32.
+        lanes[self.targets] += sums.astype(np.int64).astype(np.int32) if self.wide else sums.astype(np.int32)
+
+
+@dataclass(frozen=True)
+class _GroupedPlan:
+    """A GEMM as one stacked matrix product (see `_grouped_plan`).
+
+    The iterations form G groups of D acc elements, each element receiving R
+    products.  With `by_weight`, every element of group g pairs its own R
+    inputs `other[g, d]` with the group's R weights `shared[g]`:
+    acc[targets[g, d]] += sum_r inp[other[g, d, r]] x wgt[shared[g, r]]^T,
+    i.e. a (D * BATCH, R * BLOCK_IN) x (R * BLOCK_IN, BLOCK_OUT) product per
+    group.  Otherwise the roles swap: own weights `other`, shared inputs.
+    Sums are exact in float32 while R * BLOCK_IN * 2^14 <= 2^24, else in float64.
+    """
+
+    by_weight: bool
+    shared: np.ndarray  # (G, R)
+    other: np.ndarray  # (G, D, R)
+    targets: np.ndarray | slice  # the G * D distinct acc indices, group-major
+    dtype: type
+
+    def accumulate(self, lanes: np.ndarray, inp: np.ndarray, wgt: np.ndarray) -> None:
+        """lanes[targets] += the group products, modulo 2^32."""
+        groups, rows, terms = self.other.shape
+        batch, block_in = inp.shape[1:]
+        block_out = wgt.shape[1]
+        if self.by_weight:
+            # x[g, d * b, r * k] = inp[other[g, d, r]][b][k];  w[g, r * k, o] = wgt[shared[g, r]][o][k].
+            x = inp[self.other].transpose(0, 1, 3, 2, 4).astype(self.dtype, order="C")
+            w = wgt[self.shared].transpose(0, 1, 3, 2).astype(self.dtype, order="C")
+            y = np.matmul(x.reshape(groups, rows * batch, terms * block_in), w.reshape(groups, terms * block_in, block_out))
+        else:
+            # w[g, d * o, r * k] = wgt[other[g, d, r]][o][k];  x[g, r * k, b] = inp[shared[g, r]][b][k].
+            w = wgt[self.other].transpose(0, 1, 3, 2, 4).astype(self.dtype, order="C")
+            x = inp[self.shared].transpose(0, 1, 3, 2).astype(self.dtype, order="C")
+            y = np.matmul(w.reshape(groups, rows * block_out, terms * block_in), x.reshape(groups, terms * block_in, batch))
+            y = y.reshape(groups, rows, block_out, batch).transpose(0, 1, 3, 2)
+        sums = y.reshape(groups * rows, batch * block_out)
+        # Float sums are exact integers; int64 then int32 keeps them modulo 2^32.
+        lanes[self.targets] += sums.astype(np.int32) if self.dtype is np.float32 else sums.astype(np.int64).astype(np.int32)
+
 
 def _gemm(state: MachineState, insn: Gemm) -> None:
     plans = _cached_plan(state, insn, _plan_gemm)
@@ -334,13 +404,7 @@ def _gemm(state: MachineState, insn: Gemm) -> None:
     state.gemm_counter += insn.iter_out * insn.iter_in * (insn.uop_end - insn.uop_bgn)
     lanes = state.acc.reshape(state.acc.shape[0], -1)
     for plan in plans:
-        products = plan.products(state.inp, state.wgt)
-        if plan.starts is None:
-            lanes[plan.targets] += products.astype(np.int32)
-            continue
-        sums = np.add.reduceat(products, plan.starts, axis=0, dtype=np.float64 if plan.wide else np.float32)
-        # Float sums are exact integers; int64 then int32 keeps them modulo 2^32.
-        lanes[plan.targets] += sums.astype(np.int64).astype(np.int32) if plan.wide else sums.astype(np.int32)
+        plan.accumulate(lanes, state.inp, state.wgt)
 
 
 def _plan_gemm(state: MachineState, insn: Gemm) -> _ResetPlan | list[_AccumulatePlan]:
@@ -361,6 +425,9 @@ def _plan_gemm(state: MachineState, insn: Gemm) -> _ResetPlan | list[_Accumulate
         {"dst_idx": config.acc_depth, "src_idx": config.inp_depth, "wgt_idx": config.wgt_depth},
     )
     dst, src, wgt = idx["dst_idx"], idx["src_idx"], idx["wgt_idx"]
+    grouped = _grouped_plan(config, dst, src, wgt) if 0 < dst.size <= _CHUNK_ITERATIONS else None
+    if grouped is not None:
+        return [grouped]
     # Modulo 2^32 the sum of the products does not depend on their order: any chunking is exact.
     return [_plan_chunk(config, dst[part], src[part], wgt[part])
             for part in (slice(start, start + _CHUNK_ITERATIONS) for start in range(0, dst.size, _CHUNK_ITERATIONS))]
@@ -377,6 +444,60 @@ _MATMUL_CALL = 1.5e-6   # per matrix of a stacked matmul
 _ELEMENT = 1.0e-9       # gathering or converting one element
 _MAX_DENSE_ELEMENTS = 1 << 23
 _MAX_FOLD_ELEMENTS = 1 << 16  # segments x pairs of a count matrix
+
+
+# A grouped plan needs at least this many acc elements per group (a stacked
+# matmul costs about a microsecond per matrix, whatever its size).
+_MIN_GROUP_ROWS = 8
+
+
+def _grouped_plan(config: HwConfig, dst: np.ndarray, src: np.ndarray, wgt: np.ndarray) -> _GroupedPlan | None:
+    """The iterations as a `_GroupedPlan`, or None when they do not have that structure.
+
+    Generated GEMMs have it: every acc element receives the same number R of
+    products, and the acc elements fall into groups of equal size D whose
+    elements all use the same R weights (or all the same R inputs): a
+    convolution's output pixels of one channel block share its filter taps,
+    a matrix product's rows of one output block share its weights.  Each
+    element's R (weight, input) pairs are put in a canonical order (by the
+    shared operand, then the other), so equal multisets of shared indices
+    compare equal; of the two groupings the one with fewer groups wins.
+    Modulo 2^32 the sum of the products does not depend on their order, so
+    the plan is exact.
+    """
+    targets, counts = _counted(dst, config.acc_depth)
+    terms = int(counts[0])
+    if np.any(counts != terms):
+        return None
+    best = None
+    for by_weight in (True, False):
+        shared_index, other_index = (wgt, src) if by_weight else (src, wgt)
+        order = np.lexsort((other_index, shared_index, dst))
+        shared = shared_index[order].reshape(targets.size, terms)
+        other = other_index[order].reshape(targets.size, terms)
+        unique_shared, group = _distinct_rows(shared)
+        sizes = np.bincount(group)
+        if np.any(sizes != sizes[0]) or sizes[0] < _MIN_GROUP_ROWS:
+            continue
+        if best is None or unique_shared.shape[0] < best[1].shape[0]:
+            rows = np.argsort(group, kind="stable")
+            best = (by_weight, unique_shared, other[rows].reshape(unique_shared.shape[0], -1, terms), targets[rows])
+    if best is None:
+        return None
+    by_weight, shared, other, rows = best
+    dtype = np.float32 if terms * config.block_in * _MAX_PRODUCT <= _EXACT_FLOAT32 else np.float64
+    return _GroupedPlan(by_weight, shared, other, _rows(rows), dtype)
+
+
+def _distinct_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct rows of a 2-d array in lexicographic order, rank of each row among them)."""
+    order = np.lexsort(rows.T[::-1])
+    ordered = rows[order]
+    first = np.ones(rows.shape[0], dtype=bool)
+    first[1:] = np.any(ordered[1:] != ordered[:-1], axis=1)
+    rank = np.empty(rows.shape[0], dtype=np.int64)
+    rank[order] = np.cumsum(first) - 1
+    return ordered[first], rank
 
 
 def _plan_chunk(config: HwConfig, dst: np.ndarray, src: np.ndarray, wgt: np.ndarray) -> _AccumulatePlan:
