@@ -165,7 +165,8 @@ def report(result: CompileResult, op_name: str, shape: str) -> dict:
         "macs": result.macs,
         **roofline(result),
         "compile_seconds": result.compile_seconds,
-        "requantize_shift": program.shift,
+        # the shift of the GEMM epilogue or of the requantize operator; other ALU operators have none
+        **({"requantize_shift": program.shift} if result.kernel is None or isinstance(result.operator, Requantize) else {}),
         "program": program.stats,
         "embeddings_tried": result.tried,
         "source": result.source,
@@ -216,7 +217,7 @@ def _text(d: dict) -> str:
         f"data        {program['dram_bytes_moved']} DRAM bytes moved, {program['host_layout_bytes']} host layout bytes",
         f"cycles      {d['cycles']}  (compute bound {d['compute_bound']:.0f}, memory bound {d['memory_bound']:.0f})",
         f"utilization {d['utilization']:.3f}  roofline efficiency {d['roofline_efficiency']:.3f}",
-        f"compile     {d['compile_seconds']:.2f} s   requantize shift {d['requantize_shift']}",
+        f"compile     {d['compile_seconds']:.2f} s" + (f"   requantize shift {d['requantize_shift']}" if "requantize_shift" in d else ""),
         f"verified    {'yes, bit-exact' if d['verified'] else 'NO'} (seed {d['seed']})",
     ]
     if "bundle" in d:
