@@ -10,11 +10,12 @@ from pathlib import Path
 import click
 import numpy as np
 
-from embedder.hw.spec import load_spec
+from embedder.hw.spec import HwSpec, load_spec
 from embedder.isa.bundle import DRAM_FILE, read_bundle
 from embedder.isa.disasm import format_program
-from embedder.sim.benchprograms import FUNCTIONAL_BENCHMARKS, pipelined_program, time_functional
+from embedder.sim.benchprograms import FUNCTIONAL_BENCHMARKS, BenchProgram, pipelined_program, time_functional
 from embedder.sim.run import run_bundle, run_program
+from embedder.sim.schedule import schedule
 
 STATS_FILE = "stats.json"
 
@@ -53,16 +54,43 @@ def machine_description() -> str:
     return f"{model}, {os.cpu_count()} cores (nproc), Python {platform.python_version()}, numpy {np.__version__}"
 
 
+# Operators the compiler turns into the benchmark's compiled programs: a ResNet-like 3x3
+# convolution and a DeepBench inference GEMM; with a benchmark `scale` > 1, small ones.
+COMPILED_BENCHMARKS = (("conv", "n=1,c=64,h=28,w=28,k=64,r=3,s=3,pad=1"), ("gemm", "m=35,n=700,k=2048"))
+SMALL_COMPILED_BENCHMARKS = (("conv", "n=1,c=16,h=8,w=8,k=16,r=3,s=3,pad=1"), ("gemm", "m=16,n=16,k=64"))
+
+
+def compiled_bench_program(op_name: str, shape: str, spec: HwSpec) -> BenchProgram:
+    """The compiler's program for an operator, on seeded random data, executed in the cycle
+    model's completion order (as `run_program` does); `macs` counts the operator's MACs."""
+    # Imported here: the compiler (solver, scheduler) is heavy and only this benchmark needs it.
+    from embedder.codegen.image import build_bundle, random_tensors
+    from embedder.commands.compile import compile_operator
+    from embedder.ops.parse import parse_operator
+
+    operator = parse_operator(op_name, shape)
+    result = compile_operator(operator, spec)
+    program = result.program
+    bundle = build_bundle(program, random_tensors(program, seed=0))
+    order = schedule(program.insns, spec.config, spec.timing).order
+    return BenchProgram(f"compiled {op_name} {shape}", bundle.dram, program.insns, result.macs,
+                        tuple(int(index) for index in order))
+
+
 def bench_sim_command(hw: str, timing_instructions: int = 1_000_000, scale: int = 1) -> None:
-    """Print functional GMAC/s per benchmark shape and timing-only instructions/s on this machine.
+    """Print functional GMAC/s per benchmark shape and compiled program, and timing-only
+    instructions/s on this machine.
 
     `scale` divides the benchmark sizes (tests use a small fraction).
     """
     spec = load_spec(hw)
     click.echo(f"machine: {machine_description()}")
     click.echo(f"hardware: {spec.name}")
-    for generator in FUNCTIONAL_BENCHMARKS:
-        program = generator(spec.config) if scale == 1 else generator(spec.config, gemms=max(2, 100 // scale))
+    programs = [generator(spec.config) if scale == 1 else generator(spec.config, gemms=max(2, 100 // scale))
+                for generator in FUNCTIONAL_BENCHMARKS]
+    compiled = COMPILED_BENCHMARKS if scale == 1 else SMALL_COMPILED_BENCHMARKS
+    programs += [compiled_bench_program(op_name, shape, spec) for op_name, shape in compiled]
+    for program in programs:
         wall, cpu = time_functional(spec.config, program)
         click.echo(f"functional {program.name}: {program.macs / 1e9:.3f} GMAC, best of 3 {wall:.3f} s = "
                    f"{program.macs / wall / 1e9:.2f} GMAC/s ({len(program.insns)} instructions, CPU {cpu:.3f} s)")

@@ -30,12 +30,14 @@ from embedder.sim.functional import execute_all, new_state
 
 @dataclass(frozen=True)
 class BenchProgram:
-    """A named benchmark: DRAM image, instructions and their GEMM multiply-accumulates."""
+    """A named benchmark: DRAM image, instructions, their multiply-accumulates, and the
+    execution order (instruction indices; None: as listed)."""
 
     name: str
     dram: np.ndarray
     insns: list[Instruction]
     macs: int
+    order: tuple[int, ...] | None = None
 
 
 def _program(name: str, config: HwConfig, uops: list[Uop], gemms: list[Gemm], seed: int = 0) -> BenchProgram:
@@ -123,7 +125,7 @@ def time_functional(config: HwConfig, program: BenchProgram, repeats: int = 3) -
     for _ in range(repeats):
         state = new_state(config, program.dram.copy())
         wall, cpu = time.perf_counter(), time.process_time()
-        execute_all(state, program.insns, range(len(program.insns)))
+        execute_all(state, program.insns, range(len(program.insns)) if program.order is None else program.order)
         best_wall = min(best_wall, time.perf_counter() - wall)
         best_cpu = min(best_cpu, time.process_time() - cpu)
     return best_wall, best_cpu

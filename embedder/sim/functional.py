@@ -205,7 +205,7 @@ def _load(state: MachineState, insn: Load) -> None:
     data = data.reshape(insn.y_size, insn.x_size, dram_elem_bytes)
     if insn.memory_type == MemType.ACC_8BIT:
         # Each int8 sign-extends to one int32 lane.
-        data = data.view(np.int8).astype("<i4").view(np.uint8)
+        data = data.view(np.int8).astype("<i4", order="C").view(np.uint8)
     region = sram[insn.sram_base:end].reshape(y_total, x_total, sram_elem_bytes)
     if y_total != insn.y_size or x_total != insn.x_size:
         region[...] = 0  # padding

@@ -56,6 +56,7 @@ def test_bench_sim_reports_both_figures(capsys):
     output = capsys.readouterr().out
     assert "machine: " in output and "Python " in output
     assert "GMAC/s" in output and "instructions/s" in output
+    assert "functional compiled conv " in output and "functional compiled gemm " in output
 
 
 def test_bench_programs_are_well_formed():

@@ -464,3 +464,107 @@ def test_a_run_follows_the_given_order_and_micro_ops_loaded_between_runs(monkeyp
     model_program(config, model, [insns[0], insns[3], insns[1], insns[2]])
     execute_all(state, insns, [0, 3, 1, 2])
     assert np.array_equal(state.acc, model["acc"]) and state.gemm_counter == model["gemm_counter"]
+
+
+# -- GEMMs planned as one stacked matrix product (_GroupedPlan) ----------------------
+
+def conv_like(oc, taps, rows, cols, row_pitch, wgt_step):
+    """Micro-ops (oc, tap): acc oc * rows * cols, input tap, weight oc * taps + tap (wgt factors 0)."""
+    uops = [Uop(o * rows * cols, t, (o * taps + t) * wgt_step) for o in range(oc) for t in range(taps)]
+    return uops, Gemm(False, 0, len(uops), rows, cols, cols, 1, row_pitch, 1, 0, 0)
+
+
+def matmul_like(blocks_n, m, k):
+    """Compiled-GEMM shape: micro-op n: Uop(n * m, 0, n * k); rows (dst +1, src +1), k (src +m, wgt +1)."""
+    uops = [Uop(n * m, 0, n * k) for n in range(blocks_n)]
+    return uops, Gemm(False, 0, len(uops), m, k, 1, 0, 1, m, 0, 1)
+
+
+def matrix_vector(n, k):
+    """acc[r] += sum_k inp[k] x wgt[r * k + k]^T: every acc element shares the same inputs."""
+    uops = [Uop(0, t, t) for t in range(k)]
+    return uops, Gemm(False, 0, len(uops), n, 1, 1, 0, 0, 0, k, 0)
+
+
+def structured_gemms():
+    return st.one_of(
+        st.builds(conv_like, st.integers(1, 3), st.integers(1, 4), st.integers(1, 4), st.integers(1, 4),
+                  st.integers(4, 6), st.integers(1, 2)),
+        st.builds(matmul_like, st.integers(1, 4), st.integers(1, 12), st.integers(1, 5)),
+        st.builds(matrix_vector, st.integers(1, 12), st.integers(1, 6)),
+    )
+
+
+def run_one_gemm_against_model(config, seed, uops, gemm):
+    state, _ = random_state(config, seed)
+    state.uop[:len(uops)] = encode_uops(uops, config)
+    model = snapshot(state)
+    model_gemm(model, gemm, uops)
+    execute(state, 0, gemm)
+    result = snapshot(state)
+    for name in model:
+        assert np.array_equal(np.asarray(result[name]), np.asarray(model[name])), name
+    return state
+
+
+@pytest.mark.parametrize("spec", ["pynq_1x16x16", "pynq_2x16x16", "pynq_1x32x32"])
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), structured=structured_gemms())
+def test_structured_gemms_run_as_grouped_plans_equal_to_the_model(spec, seed, structured):
+    config = load_spec(spec).config
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(functional, "_MIN_GROUP_ROWS", 1)
+        state = run_one_gemm_against_model(config, seed, *structured)
+    (plans,) = state.plans.values()
+    assert isinstance(plans[0], functional._GroupedPlan)
+
+
+@pytest.mark.parametrize("spec", SPEC_NAMES)
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), insn=gemms())
+def test_random_gemms_match_the_model_when_every_group_size_qualifies(spec, seed, insn):
+    # Random micro-ops: some GEMMs have the grouped structure (any group size is accepted), most not.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(functional, "_MIN_GROUP_ROWS", 1)
+        check_against_model(spec, seed, insn)
+
+
+@pytest.mark.parametrize("structured,by_weight,groups", [
+    (conv_like(4, 3, 10, 10, 12, 1), True, 4),  # the compiled conv: each channel block shares its taps
+    (matmul_like(4, 128, 4), True, 4),  # the compiled GEMM: each output block shares its weights
+    (matrix_vector(16, 5), False, 1),  # every row shares the inputs
+])
+def test_generated_shapes_pick_the_grouping_with_fewer_groups(structured, by_weight, groups):
+    config = load_spec("pynq_2x16x16").config
+    state = run_one_gemm_against_model(config, 4, *structured)
+    (plans,) = state.plans.values()
+    assert plans[0].by_weight == by_weight and plans[0].shared.shape[0] == groups
+
+
+@pytest.mark.parametrize("uops", [
+    [Uop(0, 0, 0)] + [Uop(t, t, 0) for t in range(9)],  # acc 0 receives 2 products, acc 1..8 one each
+    [Uop(0, 0, 0), Uop(1, 0, 1), Uop(2, 1, 1), Uop(3, 2, 1)],  # groups of sizes 1, 3 by weight, 2, 1, 1 by input
+])
+def test_unequal_counts_or_groups_fall_back_to_the_sorted_plan(monkeypatch, uops):
+    monkeypatch.setattr(functional, "_MIN_GROUP_ROWS", 1)
+    config = load_spec("pynq_1x16x16").config
+    state = run_one_gemm_against_model(config, 6, uops, Gemm(False, 0, len(uops), 1, 1, 0, 0, 0, 0, 0, 0))
+    assert not isinstance(next(iter(state.plans.values()))[0], functional._GroupedPlan)
+
+
+@pytest.mark.parametrize("terms", [64, 65, 100_000])
+def test_grouped_sums_are_exact_at_the_float32_limit_and_wrap_modulo_2_32(monkeypatch, terms):
+    # One acc element, `terms` products of -128 x -128 x 16 lanes: float32 up to 64 terms (2^24), then float64.
+    monkeypatch.setattr(functional, "_MIN_GROUP_ROWS", 1)
+    config = load_spec("pynq_1x16x16").config
+    state = new_state(config, np.zeros(64, dtype=np.uint8))
+    state.inp[:2] = -128
+    state.wgt[:2] = -128
+    state.acc[0] = 2**31 - 5
+    state.uop[:2] = encode_uops([Uop(0, 0, 0), Uop(0, 1, 1)], config)
+    execute(state, 0, Gemm(False, 0, 2, terms // 2, 1, 0, 0, 0, 0, 0, 0) if terms % 2 == 0
+            else Gemm(False, 0, 1, terms, 1, 0, 0, 0, 0, 0, 0))
+    (plans,) = state.plans.values()
+    assert isinstance(plans[0], functional._GroupedPlan)
+    assert plans[0].dtype is (np.float32 if terms <= 64 else np.float64)
+    assert np.all(state.acc[0] == wrap32(2**31 - 5 + terms * 16 * 2**14))
