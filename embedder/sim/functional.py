@@ -472,7 +472,12 @@ def _grouped_plan(config: HwConfig, dst: np.ndarray, src: np.ndarray, wgt: np.nd
     best = None
     for by_weight in (True, False):
         shared_index, other_index = (wgt, src) if by_weight else (src, wgt)
-        order = np.lexsort((other_index, shared_index, dst))
+        # An index shared by a group of D elements occurs at least D times.
+        if np.bincount(shared_index)[shared_index].min() < _MIN_GROUP_ROWS:
+            continue
+        # Sort by (dst, shared, other) as one int64 key: buffer depths are at most 2^16 (HwConfig checks).
+        shared_range, other_range = int(shared_index.max()) + 1, int(other_index.max()) + 1
+        order = np.argsort((dst * shared_range + shared_index) * other_range + other_index)
         shared = shared_index[order].reshape(targets.size, terms)
         other = other_index[order].reshape(targets.size, terms)
         unique_shared, group = _distinct_rows(shared)
