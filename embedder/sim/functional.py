@@ -847,6 +847,10 @@ def _alu_segments(dst: np.ndarray, src: np.ndarray | None) -> list[slice]:
     t whose dependency is >= s.
     """
     n = dst.size
+    if np.bincount(dst).max() == 1 and (src is None or np.array_equal(src, dst)
+                                        or src.max() < dst.min() or src.min() > dst.max()):
+        # No dst repeats and no iteration reads an element another one writes (the common case).
+        return [slice(0, n)]
     dependency = _previous_occurrence(dst, dst)
     if src is not None:
         dependency = np.maximum(dependency, _previous_occurrence(dst, src))
