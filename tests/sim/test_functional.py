@@ -160,10 +160,8 @@ def stores():
                      x_size=SMALL, x_stride=st.integers(0, 5))
 
 
-def check_against_model(spec, seed, insn):
-    config = load_spec(spec).config
-    state, uops = random_state(config, seed)
-    model = snapshot(state)
+def model_step(config, model, insn, uops):
+    """Apply one instruction to the int64 model."""
     if isinstance(insn, Load):
         model_load(config, model, insn)
     elif isinstance(insn, Gemm):
@@ -172,6 +170,13 @@ def check_against_model(spec, seed, insn):
         model_alu(model, insn, uops)
     else:
         model_store(config, model, insn)
+
+
+def check_against_model(spec, seed, insn):
+    config = load_spec(spec).config
+    state, uops = random_state(config, seed)
+    model = snapshot(state)
+    model_step(config, model, insn, uops)
     execute(state, 0, insn)
     result = snapshot(state)
     for name in model:
@@ -360,13 +365,7 @@ def test_every_float32_product_strategy_equals_int64_einsum(spec):
 def model_program(config, model, insns):
     """The model over a program of loads, GEMMs and ALUs, micro-ops read when each runs."""
     for insn in insns:
-        uops = [Uop(*fields) for fields in zip(*decode_uops(model["uop"], config))]
-        if isinstance(insn, Load):
-            model_load(config, model, insn)
-        elif isinstance(insn, Gemm):
-            model_gemm(model, insn, uops)
-        else:
-            model_alu(model, insn, uops)
+        model_step(config, model, insn, [Uop(*fields) for fields in zip(*decode_uops(model["uop"], config))])
 
 
 def batch_gemms():
@@ -412,14 +411,20 @@ def test_batched_gemms_match_the_model(spec, counting_range, batch_iterations, s
         assert np.array_equal(np.asarray(result[name]), np.asarray(model[name])), name
 
 
-def test_a_batch_wraps_deep_accumulation_exactly():
-    # 1000 GEMMs x 16 products of -128 x -128 x 16 lanes into one accumulator: 2^32 < 2^18 * 16000.
+def extreme_accumulation_state():
+    """inp and wgt rows 0-1 all -128, acc element 0 near 2^31, micro-ops 0 and 1 accumulating into acc row 0."""
     config = load_spec("pynq_1x16x16").config
     state = new_state(config, np.zeros(64, dtype=np.uint8))
     state.inp[:2] = -128
     state.wgt[:2] = -128
     state.acc[0] = 2**31 - 5
     state.uop[:2] = encode_uops([Uop(0, 0, 0), Uop(0, 1, 1)], config)
+    return state
+
+
+def test_a_batch_wraps_deep_accumulation_exactly():
+    # 1000 GEMMs x 16 products of -128 x -128 x 16 lanes into one accumulator: 2^32 < 2^18 * 16000.
+    state = extreme_accumulation_state()
     insns = [Gemm(False, 0, 2, 8, 1, 0, 0, 0, 0, 0, 0)] * 1000
     execute_all(state, insns, range(len(insns)))
     assert state.acc[0, 0, 0] == wrap32(2**31 - 5 + 16000 * 16 * 2**14)
@@ -556,12 +561,7 @@ def test_unequal_counts_or_groups_fall_back_to_the_sorted_plan(monkeypatch, uops
 def test_grouped_sums_are_exact_at_the_float32_limit_and_wrap_modulo_2_32(monkeypatch, terms):
     # One acc element, `terms` products of -128 x -128 x 16 lanes: float32 up to 64 terms (2^24), then float64.
     monkeypatch.setattr(functional, "_MIN_GROUP_ROWS", 1)
-    config = load_spec("pynq_1x16x16").config
-    state = new_state(config, np.zeros(64, dtype=np.uint8))
-    state.inp[:2] = -128
-    state.wgt[:2] = -128
-    state.acc[0] = 2**31 - 5
-    state.uop[:2] = encode_uops([Uop(0, 0, 0), Uop(0, 1, 1)], config)
+    state = extreme_accumulation_state()
     execute(state, 0, Gemm(False, 0, 2, terms // 2, 1, 0, 0, 0, 0, 0, 0) if terms % 2 == 0
             else Gemm(False, 0, 1, terms, 1, 0, 0, 0, 0, 0, 0))
     (plans,) = state.plans.values()
