@@ -1,0 +1,29 @@
+"""Every DeepBench inference operator through both strategies (slow; CI runs the --quick keys end to end).
+
+`pytest -m slow tests/evaluate/test_deepbench_suite.py` evaluates the whole
+suite on the default hardware in timing-only mode: each row compiles both
+strategies, verifies the programs bit-exactly (on a shrunk shape built with
+the same rule and embedding where full size would take too long), and keeps
+the embedder at least as fast as the baseline within the roofline.
+"""
+import pytest
+
+from embedder.evaluate.row import evaluate_operator
+from embedder.evaluate.suite import QUICK_KEYS, load_operators
+
+SLOW_OPERATORS = [item for item in load_operators("all", "all") if item.key not in QUICK_KEYS]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("item", SLOW_OPERATORS, ids=[item.key for item in SLOW_OPERATORS])
+def test_operator_verifies_and_never_loses_to_the_baseline(item):
+    row = evaluate_operator(item, "pynq_1x16x16", timing_only=True)
+    assert "bit-exact" in row["verification"]
+    assert row["speedup"] >= 1.0
+    for strategy in ("baseline", "embedder"):
+        assert 0 < row[strategy]["roofline_efficiency"] <= 1.0
+
+
+def test_the_slow_suite_and_the_quick_keys_cover_every_operator():
+    keys = {item.key for item in SLOW_OPERATORS} | set(QUICK_KEYS)
+    assert keys == {item.key for item in load_operators("all", "all")} and len(keys) == 211
