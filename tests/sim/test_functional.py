@@ -184,30 +184,11 @@ def check_against_model(spec, seed, insn):
 
 
 @pytest.mark.parametrize("spec", SPEC_NAMES)
+@pytest.mark.parametrize("kind", ["load", "gemm", "alu", "store"])
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), insn=loads())
-def test_load_matches_model(spec, seed, insn):
-    check_against_model(spec, seed, insn)
-
-
-@pytest.mark.parametrize("spec", SPEC_NAMES)
-@settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), insn=gemms())
-def test_gemm_matches_model(spec, seed, insn):
-    check_against_model(spec, seed, insn)
-
-
-@pytest.mark.parametrize("spec", SPEC_NAMES)
-@settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), insn=alus())
-def test_alu_matches_model(spec, seed, insn):
-    check_against_model(spec, seed, insn)
-
-
-@pytest.mark.parametrize("spec", SPEC_NAMES)
-@settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), insn=stores())
-def test_store_matches_model(spec, seed, insn):
+@given(seed=st.integers(0, 2**32 - 1), data=st.data())
+def test_instruction_matches_model(spec, kind, seed, data):
+    insn = data.draw({"load": loads, "gemm": gemms, "alu": alus, "store": stores}[kind](), label=kind)
     check_against_model(spec, seed, insn)
 
 
