@@ -39,7 +39,7 @@ from math import ceil, prod
 
 from embedder.errors import InfeasibleError
 from embedder.hw.config import LOOP_ITER_BITS, MEM_SIZE_BITS, MEM_STRIDE_BITS, HwConfig
-from embedder.isa.instructions import Alu, AluOp, Deps, Finish, Gemm, Instruction, Load, MemType, Store, Uop
+from embedder.isa.instructions import Alu, AluOp, Deps, Finish, Gemm, Instruction, Load, MemType, Store, Uop, dram_elem_bytes
 from embedder.ops.ir import LoopNest
 from embedder.schedule.geometry import OperandGeometry, Transfer, operand_geometries
 from embedder.schedule.types import Schedule, reduction_dims, schedule_dims
@@ -559,16 +559,13 @@ def program_stats(program: CompiledProgram) -> dict:
     config = program.config
     counts = {"load": 0, "store": 0, "gemm": 0, "alu": 0, "finish": 0}
     moved = 0
-    elem_bytes = {MemType.UOP: config.uop_elem_bytes, MemType.INP: config.inp_elem_bytes,
-                  MemType.WGT: config.wgt_elem_bytes, MemType.ACC: config.acc_elem_bytes,
-                  MemType.ACC_8BIT: config.acc8_elem_bytes, MemType.OUT: config.out_elem_bytes}
     for insn in program.insns:
         if isinstance(insn, Load):
             counts["load"] += 1
-            moved += insn.x_size * insn.y_size * elem_bytes[insn.memory_type]
+            moved += insn.x_size * insn.y_size * dram_elem_bytes(insn.memory_type, config)
         elif isinstance(insn, Store):
             counts["store"] += 1
-            moved += insn.x_size * insn.y_size * elem_bytes[MemType.OUT]
+            moved += insn.x_size * insn.y_size * dram_elem_bytes(MemType.OUT, config)
         elif isinstance(insn, Gemm):
             counts["gemm"] += 1
         elif isinstance(insn, Alu):

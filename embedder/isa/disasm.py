@@ -11,19 +11,7 @@ Every encoded field appears, so a listing is complete.
 from __future__ import annotations
 
 from embedder.hw.config import HwConfig
-from embedder.isa.instructions import Alu, Finish, Gemm, Instruction, Load, MemType, Store, module_of
-
-
-def dram_elem_bytes(memory_type: MemType, config: HwConfig) -> int:
-    """Bytes of one DRAM element of a memory type: dram_base and x_stride count these."""
-    return {
-        MemType.UOP: config.uop_elem_bytes,
-        MemType.WGT: config.wgt_elem_bytes,
-        MemType.INP: config.inp_elem_bytes,
-        MemType.ACC: config.acc_elem_bytes,
-        MemType.OUT: config.out_elem_bytes,
-        MemType.ACC_8BIT: config.acc8_elem_bytes,
-    }[memory_type]
+from embedder.isa.instructions import Alu, Finish, Gemm, Instruction, Load, Store, dram_elem_bytes, module_of
 
 
 def _tokens(insn: Instruction) -> str:

@@ -154,3 +154,15 @@ def module_of(insn: Instruction) -> Module:
     if isinstance(insn, Store):
         return Module.STORE
     return Module.COMPUTE
+
+
+def dram_elem_bytes(memory_type: MemType, config) -> int:
+    """Bytes of one DRAM element of a memory type (a HwConfig gives the sizes): dram_base and x_stride count these."""
+    return {
+        MemType.UOP: config.uop_elem_bytes,
+        MemType.WGT: config.wgt_elem_bytes,
+        MemType.INP: config.inp_elem_bytes,
+        MemType.ACC: config.acc_elem_bytes,
+        MemType.OUT: config.out_elem_bytes,
+        MemType.ACC_8BIT: config.acc8_elem_bytes,
+    }[memory_type]

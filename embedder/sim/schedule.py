@@ -48,9 +48,9 @@ import numpy as np
 from embedder.errors import SimulationError
 from embedder.hw.config import HwConfig
 from embedder.hw.spec import TimingModel
-from embedder.isa.instructions import Alu, Finish, Gemm, Instruction, Load, MemType, Module, Store
+from embedder.isa.encoding import INSN_BYTES
+from embedder.isa.instructions import Alu, Finish, Gemm, Instruction, Load, Module, Store, dram_elem_bytes, module_of
 
-INSN_BYTES = 16
 MODULE_NAMES = ("load", "compute", "store")
 
 # Token queues, numbered; each is pushed by one module and popped by another.
@@ -86,14 +86,6 @@ def describe(insn: Instruction) -> str:
     return "FINISH"
 
 
-def _module(insn: Instruction) -> int:
-    if isinstance(insn, Store):
-        return Module.STORE
-    if isinstance(insn, Load) and (insn.memory_type == MemType.INP or insn.memory_type == MemType.WGT):
-        return Module.LOAD
-    return Module.COMPUTE
-
-
 @dataclass(frozen=True)
 class Cost:
     """An instruction's cycles: ``lead`` before its DRAM beats, ``beats`` on the shared port, ``tail`` after."""
@@ -117,20 +109,13 @@ class _CostModel:
         self.gemm = timing.gemm_cycles_per_uop
         self.alu = timing.alu_cycles_per_uop
         self.depth = timing.compute_pipeline_depth
-        self.dram_bytes = {
-            MemType.UOP: config.uop_elem_bytes,
-            MemType.WGT: config.wgt_elem_bytes,
-            MemType.INP: config.inp_elem_bytes,
-            MemType.ACC: config.acc_elem_bytes,
-            MemType.ACC_8BIT: config.acc8_elem_bytes,
-            MemType.OUT: config.out_elem_bytes,
-        }
+        self.config = config
 
     def __call__(self, insn: Instruction) -> Cost:
         if isinstance(insn, (Load, Store)):
             if insn.x_size == 0:
                 return Cost(self.decode)
-            data = insn.y_size * insn.x_size * self.dram_bytes[insn.memory_type]
+            data = insn.y_size * insn.x_size * dram_elem_bytes(insn.memory_type, self.config)
             width = insn.x_pad_0 + insn.x_size + insn.x_pad_1
             padding = width * (insn.y_pad_0 + insn.y_size + insn.y_pad_1) - insn.x_size * insn.y_size
             return Cost(self.decode + insn.y_size * self.row, -(-data // self.bus), padding)
@@ -188,7 +173,7 @@ class Schedule:
 
 
 def check_structure(insns: Sequence[Instruction]) -> None:
-    """Reject a missing FINISH, instructions after FINISH, and set "(unused)" token flags."""
+    """Reject a missing FINISH, instructions after FINISH, set "(unused)" token flags and a micro-op range that ends before it begins."""
     finish = next((index for index, insn in enumerate(insns) if isinstance(insn, Finish)), None)
     if finish is None:
         raise SimulationError(f"the program of {len(insns)} instructions has no FINISH (it would never end)")
@@ -197,7 +182,9 @@ def check_structure(insns: Sequence[Instruction]) -> None:
             f"instruction {finish + 1} ({describe(insns[finish + 1])}) follows FINISH at instruction {finish}"
         )
     for index, insn in enumerate(insns):
-        module = _module(insn)
+        if isinstance(insn, (Gemm, Alu)) and insn.uop_end < insn.uop_bgn:  # would cost negative cycles
+            raise SimulationError(f"instruction {index} ({describe(insn)}): uop_end {insn.uop_end} is below uop_bgn {insn.uop_bgn}")
+        module = module_of(insn)
         deps = insn.deps
         for flag in _FLAGS:
             if getattr(deps, flag) and (module, flag) not in _POPS and (module, flag) not in _PUSHES:
@@ -268,7 +255,7 @@ def schedule(insns: Sequence[Instruction], config: HwConfig, timing: TimingModel
     check_structure(insns)
     n = len(insns)
     cost_of = _CostModel(config, timing)
-    modules = [_module(insn) for insn in insns]
+    modules = [module_of(insn) for insn in insns]
     costs = [cost_of(insn) for insn in insns]
     waits, unconsumed = _token_edges(insns, modules)
     sequences: list[list[int]] = [[], [], []]

@@ -82,6 +82,20 @@ def test_timing_only_run_has_the_same_cycles_and_no_dram():
     assert "gemm_counter" not in timing.stats
 
 
+@pytest.mark.parametrize("functional", [True, False])
+def test_a_micro_op_range_ending_before_it_begins_is_rejected_in_every_mode(functional):
+    # Timing-only runs skip execution; the cycle model would charge this GEMM negative cycles.
+    program = [Gemm(False, 5, 2, 10, 10, 0, 0, 0, 0, 0, 0), Finish()]
+    with pytest.raises(SimulationError, match=r"^instruction 0 \(GEMM\): uop_end 2 is below uop_bgn 5$"):
+        run_program(CONFIG, TIMING, np.zeros(64, dtype=np.uint8), program, functional=functional)
+
+
+def test_an_empty_micro_op_load_does_nothing():
+    # y_size = 0 moves no rows (upstream returns early); the race checker must not choke on it.
+    result = run_program(CONFIG, TIMING, np.zeros(64, dtype=np.uint8), [Load(MemType.UOP, 0, 0, 0, 4, 4), Finish()])
+    assert result.stats["uop_load_nbytes"] == 0
+
+
 def test_missing_finish_is_one_line():
     layout, program = double_buffered_program()
     with pytest.raises(SimulationError, match=rf"^the program of {len(program) - 1} instructions has no FINISH"):
