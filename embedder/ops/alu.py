@@ -15,7 +15,8 @@ Requantize (shift right, clip to int8) is three such nests in sequence.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import prod
+
+import numpy as np
 
 from embedder.errors import OperatorError
 from embedder.ops.ir import Access, Affine, Dim, LoopNest
@@ -183,14 +184,16 @@ class Requantize(NchwTensorOp):
                      for op, value in (("shr", self.shift), ("min", INT8_MAX), ("max", INT8_MIN)))
 
 
+# In-place folds whose order does not matter, as numpy ufuncs (np.<ufunc>.at folds repeated indices).
+_FOLD_UFUNCS = {"max": np.maximum, "min": np.minimum, "add": np.add, "mul": np.multiply}
+
+
 def reference_alu(nest: AluNest, tensors: dict):
     """numpy reference of one ALU nest on int64 arrays (no wrapping): returns the output tensor.
 
     `tensors` maps tensor names to arrays; an in-place nest starts from
     tensors[output], an element-wise one from tensors[lhs].
     """
-    import numpy as np
-
     identity = {"max": np.iinfo(np.int64).min, "min": np.iinfo(np.int64).max, "add": 0, "mul": 1, "shr": 0}[nest.op]
     out = np.array(tensors[nest.output.tensor if nest.in_place else nest.lhs.tensor], dtype=np.int64, copy=True)
     sizes = [dim.size for dim in nest.dims]
@@ -212,6 +215,12 @@ def reference_alu(nest: AluNest, tensors: dict):
     if not nest.in_place:
         lhs = gather(nest.lhs)
         out[out_index] = apply_alu(nest.op, lhs, rhs)
+        return out
+    if not any(dim.reduction for dim in nest.dims):  # every output element is updated once
+        out[out_index] = apply_alu(nest.op, out[out_index], rhs)
+        return out
+    if nest.op in _FOLD_UFUNCS:  # commutative and associative: the fold order does not matter
+        _FOLD_UFUNCS[nest.op].at(out, out_index, rhs)
         return out
     for position in range(len(rhs)):  # fold in loop order
         where = tuple(int(index[position]) for index in out_index)
@@ -235,8 +244,6 @@ def alu_operator_reference(operator, tensors: dict):
     the int8 range.  `tensors`: relu x, add a and b (int8), maxpool data
     (int8), requantize acc (int32).
     """
-    import numpy as np
-
     values = {name: np.asarray(value, dtype=np.int64) for name, value in tensors.items()}
     for nest in operator.loop_nests():
         if nest.in_place and any(dim.reduction for dim in nest.dims):
@@ -247,8 +254,6 @@ def alu_operator_reference(operator, tensors: dict):
 
 def apply_alu(op: str, lhs, rhs):
     """VTA ALU semantics on integers: SHR shifts right by a non-negative amount, left by a negative one."""
-    import numpy as np
-
     if op == "min":
         return np.minimum(lhs, rhs)
     if op == "max":
