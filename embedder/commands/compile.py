@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from statistics import geometric_mean
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -245,16 +246,11 @@ def reduced_operator(operator, max_macs: int = FULL_VERIFY_MACS):
         old = getattr(operator, name)
         new = max(1, int(old * ratio))
         return Gemm(**{**operator.__dict__, name: new}), f"{name}: {old} -> {new}"
-    # Conv: fewer input rows (output rows shrink in proportion), at least one filter span.
+    # Conv: fewer input rows (output rows shrink in proportion), at least one filter span and one row
+    # (a 1x1 filter with padding needs no input row for its span, and one row may exceed max_macs alone).
     span = (operator.r - 1) * operator.dilation_h + 1
-    new_h = max(span - 2 * operator.pad_h, int(operator.h * ratio))
+    new_h = max(1, span - 2 * operator.pad_h, int(operator.h * ratio))
     return Conv2d(**{**operator.__dict__, "h": new_h}), f"h: {operator.h} -> {new_h}"
-
-
-def _geomean(values: list[float]) -> float:
-    from math import exp, log
-
-    return exp(sum(log(v) for v in values) / len(values)) if values else float("nan")
 
 
 def bench_compile_command(hw: str, suite: str, op_set: str, verify: bool, time_limit: float, out: str | None) -> None:
@@ -286,9 +282,9 @@ def bench_compile_command(hw: str, suite: str, op_set: str, verify: bool, time_l
             continue
         efficiency = [row["roofline_efficiency"] for row in chosen]
         worst = min(chosen, key=lambda row: row["roofline_efficiency"])
-        line = (f"{kind}: {len(chosen)} operators, roofline efficiency geomean {_geomean(efficiency):.3f}, "
+        line = (f"{kind}: {len(chosen)} operators, roofline efficiency geomean {geometric_mean(efficiency):.3f}, "
                 f"min {worst['roofline_efficiency']:.3f} ({worst['key']}), utilization geomean "
-                f"{_geomean([row['utilization'] for row in chosen]):.3f}, compile seconds mean "
+                f"{geometric_mean([row['utilization'] for row in chosen]):.3f}, compile seconds mean "
                 f"{sum(row['compile_seconds'] for row in chosen) / len(chosen):.2f} max "
                 f"{max(row['compile_seconds'] for row in chosen):.2f}")
         if verify:

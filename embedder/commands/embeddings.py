@@ -5,7 +5,7 @@ import json
 import os
 import platform
 import time
-from math import exp, log
+from statistics import geometric_mean
 
 import click
 
@@ -87,13 +87,11 @@ def bench_embed_command(hw: str, time_limit: float) -> None:
                    f"{reference.predicted_cycles / best.predicted_cycles:>11.2f}x"
                    + (" TIMED OUT" if stats.timed_out else ""))
     nodes, variables, constraints = zip(*rows)
-    geomean = _geomean(walls)
+    geomean = geometric_mean(walls)
     click.echo(f"summary: {len(operators)} operators in {time.perf_counter() - start:.1f} s; solve wall time max "
                f"{max(walls):.3f} s, mean {sum(walls) / len(walls):.3f} s, geomean {geomean:.3f} s; {timeouts} timed out; "
                f"dataflow nodes {min(nodes)}..{max(nodes)}, model variables {min(variables)}..{max(variables)}, "
                f"constraints {min(constraints)}..{max(constraints)} (flat in operator size); predicted speedup of the top "
-               f"embedding over the reference: geomean {_geomean(speedups):.2f}x, max {max(speedups):.2f}x")
+               f"embedding over the reference: geomean {geometric_mean(speedups):.2f}x, max {max(speedups):.2f}x")
 
 
-def _geomean(values: list[float]) -> float:
-    return exp(sum(log(value) for value in values) / len(values))

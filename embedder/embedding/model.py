@@ -39,6 +39,7 @@ bus bytes per cycle), the bytes counting replication (im2col) and padding.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from math import prod
@@ -48,6 +49,7 @@ from ortools.sat.python import cp_model
 from embedder.dataflow import ROLES, dataflow_graph, dim_signatures
 from embedder.embedding.types import Embedding, LaneGroup, TensorLayout, tensor_layout
 from embedder.errors import InfeasibleError
+from embedder.hw.config import ALU_IMM_BITS
 from embedder.ops.alu import IMMEDIATE, AluNest
 from embedder.ops.ir import LoopNest
 from embedder.patterns import Pattern, load_patterns
@@ -55,7 +57,6 @@ from embedder.patterns import Pattern, load_patterns
 SEED = 0
 WORKERS = 1  # enumeration needs a single worker; it also makes the order reproducible
 DEFAULT_MAX_SOLUTIONS = 2000
-ALU_IMM_BITS = 16
 
 
 @dataclass(frozen=True)
@@ -345,7 +346,7 @@ def enumerate_embeddings(nest: LoopNest, spec, time_limit: float = 5.0, max_solu
         if position is None:
             ranked.append(rank_embedding(nest, pattern, embedding, spec, reference=True))
         else:
-            ranked[position] = rank_embedding(nest, pattern, ranked[position].embedding, spec, reference=True)
+            ranked[position] = dataclasses.replace(ranked[position], reference=True)
     if not ranked:
         raise InfeasibleError(f"{nest.name}: the solver found no embedding of pattern {pattern.name} within {time_limit} s")
     ranked.sort(key=lambda item: (item.predicted_cycles, -item.utilization, item.data_bytes, item.describe(),

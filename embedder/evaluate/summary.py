@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
-from math import exp, log
 from pathlib import Path
+from statistics import geometric_mean as geomean
 
 import matplotlib
 
@@ -31,10 +31,6 @@ CSV_COLUMNS = (
     "baseline_host_layout_bytes", "embedder_host_layout_bytes",
     "embedder_embedding", "verification", "error",
 )
-
-
-def geomean(values: list[float]) -> float:
-    return exp(sum(log(value) for value in values) / len(values))
 
 
 def quantile(values: list[float], q: float) -> float:
