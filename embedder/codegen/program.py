@@ -67,7 +67,7 @@ class BufferPlan:
     halves: dict[str, int]
     half_elements: dict[str, int]
     scratch: int | None
-    load_depth: int  # load events in flight: 2 when every reloaded operand is double-buffered
+    load_depth: int  # load events in flight: 2 with two virtual threads (every reloaded operand double-buffered)
 
     def base(self, operand: str, half: int) -> int:
         return half * self.half_elements[operand]
@@ -212,7 +212,7 @@ def plan_buffers(config: HwConfig, schedule: Schedule, geometries: dict[str, Ope
                 f"{' + 1 scratch' if operand == 'acc' and needs_scratch else ''}) but the {operand} buffer holds "
                 f"{depth[operand]}")
     scratch = halves["acc"] * half_elements["acc"] if needs_scratch else None
-    load_depth = 2 if all(halves[op] == 2 for op in ("inp", "wgt") if reloads[op] > 1) and double else 1
+    load_depth = 2 if double else 1  # with two threads every reloaded operand has two halves
     return BufferPlan(halves, half_elements, scratch, load_depth)
 
 
@@ -302,15 +302,11 @@ class MicroOpPlanner:
 
     def _iter_pairs(self, active, extents, degenerate):
         """(iter_out dim, iter_in dim) candidates, None for an unused loop, largest loops first."""
-        if self.schedule.iter_dims is not None:
-            chosen = [tuple(d if d in active else None for d in self.schedule.iter_dims)]
-        else:
-            chosen = []
         options = [None] + active
         pairs = [(a, b) for a in options for b in options if a is None or b is None or a != b]
         pairs = [(a, b) for a, b in pairs if not (a is not None and b is None)]  # use iter_in first
         pairs.sort(key=lambda p: -prod(extents[d] for d in p if d is not None))
-        return chosen + pairs
+        return pairs
 
     def _shape(self, pair, active, extents, affine, scratch) -> MicroOpLoop | None:
         iter_out_dim, iter_in_dim = pair
@@ -378,10 +374,6 @@ class Emitter:
             self.uops.extend(Uop(*entry) for entry in entries)
         start = self.segments[entries]
         return start, start + len(entries)
-
-
-def _deps(**flags) -> Deps:
-    return Deps(**flags)
 
 
 def with_deps(insn, **flags):
@@ -496,7 +488,7 @@ def _emit(config, schedule, geometries, steps, loads_at, buffers, reductions, sh
                                   f"back to back")
         start, end = emitter.segment(shape.table)
         body.append(Gemm(False, start, end, shape.iter_out, shape.iter_in, *_interleave(shape),
-                         deps=_deps(pop_prev=bool(loads_at[s]))))
+                         deps=Deps(pop_prev=bool(loads_at[s]))))
         previous_gemm = shape
         group_ends = s + 1 == len(steps) or bool(loads_at[s + 1])
         if group_ends and event + buffers.load_depth < n_events:
@@ -506,7 +498,7 @@ def _emit(config, schedule, geometries, steps, loads_at, buffers, reductions, sh
             for op, imm in ((AluOp.SHR, shift), (AluOp.MAX, INT8_MIN), (AluOp.MIN, INT8_MAX)):
                 body.extend(imm_sweep(emitter, op, imm, acc_base, acc_elements))
             store_tile(body, geometries["acc"], step, acc_base, regions.elements["acc"], acc_halves, n_outputs)
-    body.append(Finish(deps=_deps(pop_next=True)))
+    body.append(Finish(deps=Deps(pop_next=True)))
     return body, emitter.uops
 
 

@@ -21,13 +21,10 @@ operand footprints sit in the on-chip buffers.
 * `virtual_threads` names the dim the two virtual threads split (reported
   only); None means one buffer per operand: loads, GEMMs and stores then
   serialise through the dependency tokens.
-* `iter_dims` optionally fixes the two tile-local dims that become a GEMM's
-  iter_out / iter_in loops; None lets the code generator choose (the dims
-  left over are enumerated in the micro-op table).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from embedder.embedding.types import Embedding
 from embedder.ops.ir import LoopNest
@@ -39,7 +36,6 @@ class Schedule:
     tile: dict[str, int]  # tile extent of every schedule dim ("oh": 7, "i_block": 2, ...)
     order: tuple[str, ...]  # tile-loop order, outermost first, over all schedule dims
     virtual_threads: str | None  # dim split by two virtual threads (double buffering); None = single buffer
-    iter_dims: tuple[str, str] | None = field(default=None)  # GEMM iter_out / iter_in dims; None = code generator's choice
 
 
 def schedule_dims(nest: LoopNest, embedding: Embedding) -> dict[str, int]:

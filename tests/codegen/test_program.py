@@ -101,3 +101,5 @@ def test_steps_cover_every_tile_once():
                           for i in program.insns if type(i).__name__ == "Gemm" and not i.reset)
     assert gemm_iterations == embedding.instruction_count(nest.sizes)
     assert program.stats["instruction_counts"]["store"] >= ceil(7 / 3) * ceil(7 / 4)
+    # one strided STORE per accumulator tile: row tiles x column tiles x the two output-channel blocks of 20 channels
+    assert program.stats["instruction_counts"]["store"] == ceil(7 / 3) * ceil(7 / 4) * 2
