@@ -21,7 +21,7 @@ from math import ceil, gcd, prod
 
 import numpy as np
 
-from embedder.ops.ir import Access, Affine, LoopNest
+from embedder.ops.ir import Affine, LoopNest
 
 # Lane axes of the GEMM pattern and the pattern operands each one indexes.
 PATTERN_OPERAND_AXES = {"acc": ("b", "o"), "inp": ("b", "i"), "wgt": ("o", "i")}

@@ -36,12 +36,11 @@ A mismatch is an error row: no figure is reported for a wrong program.
 """
 from __future__ import annotations
 
-import time
 
-from embedder.baseline.reference import reference_schedule, reference_tiles
+from embedder.baseline.reference import reference_tiles
 from embedder.codegen.image import run_and_verify, time_program
-from embedder.codegen.program import CompiledProgram, compile_schedule
-from embedder.commands.compile import EMBEDDINGS_TRIED, compile_operator, reduced_operator
+from embedder.codegen.program import CompiledProgram
+from embedder.commands.compile import EMBEDDINGS_TRIED, compile_baseline, compile_operator, reduced_operator
 from embedder.embedding.model import enumerate_embeddings
 from embedder.embedding.types import Embedding, LaneGroup, tensor_layout
 from embedder.errors import EmbedderError
@@ -104,13 +103,6 @@ def embeddings_worth_scheduling(nest: LoopNest, spec: HwSpec, time_limit: float)
     return max(1, sum(item.predicted_cycles <= limit for item in ranked[:EMBEDDINGS_TRIED]))
 
 
-def compile_baseline(nest: LoopNest, spec: HwSpec) -> tuple[CompiledProgram, float]:
-    """The baseline's program and its compile time (tile rule + code generation)."""
-    start = time.perf_counter()
-    program = compile_schedule(nest, reference_schedule(nest, spec), spec.config, requantize_shift(nest))
-    return program, time.perf_counter() - start
-
-
 def resized(embedding: Embedding, nest: LoopNest) -> Embedding:
     """The same embedding (operand map, lane dims, loops) on an operator of other sizes."""
     sizes = nest.sizes
@@ -165,7 +157,7 @@ def evaluate_operator(item: SuiteOperator, hw: str, timing_only: bool, time_limi
     baseline, baseline_seconds = compile_baseline(nest, spec)
     baseline_cycles = time_program(baseline, spec.timing)["cycles"]
     chosen = compile_operator(operator, spec, time_limit, embeddings=embeddings_worth_scheduling(nest, spec, time_limit),
-                              reference=ScheduledProgram(baseline, baseline_cycles, {}, float(baseline_cycles), 1, []))
+                              reference=ScheduledProgram(baseline, baseline_cycles))
     embedder, embedder_cycles, source = chosen.program, chosen.cycles, chosen.source
     embedder_seconds = chosen.compile_seconds + baseline_seconds
     if timing_only:

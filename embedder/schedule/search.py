@@ -221,14 +221,12 @@ def _thread_dim(model: CostModel) -> str:
     return max(parallel, key=lambda d: model.dims[d])
 
 
-@dataclass
+@dataclass(frozen=True)
 class ScheduledProgram:
+    """A generated program and its cycles on the cycle model."""
+
     program: CompiledProgram
     cycles: int
-    timing_stats: dict
-    estimate: float
-    candidates_timed: int
-    rejected: list[str]
 
 
 def schedule_embedding(nest: LoopNest, embedding: Embedding, spec: HwSpec, shift: int,
@@ -245,7 +243,7 @@ def time_candidates(candidates: list[Candidate], generate, spec: HwSpec, embeddi
     from embedder.codegen.image import time_program
 
     best = None
-    rejected: list[str] = []
+    rejected: list[str] = []  # why candidates did not generate, for the error when none does
     generated = 0
     for candidate in candidates:
         if generated == timed:
@@ -258,8 +256,7 @@ def time_candidates(candidates: list[Candidate], generate, spec: HwSpec, embeddi
         generated += 1
         stats = time_program(program, spec.timing)
         if best is None or stats["cycles"] < best.cycles:
-            best = ScheduledProgram(program, stats["cycles"], stats, candidate.estimate, 0, rejected)
+            best = ScheduledProgram(program, stats["cycles"])
     if best is None:
         raise InfeasibleError(f"embedding [{embedding.describe()}]: no schedule generates: {rejected[0] if rejected else 'no candidates'}")
-    best.candidates_timed = generated
     return best

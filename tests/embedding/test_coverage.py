@@ -8,7 +8,6 @@ from strategies import small_convs
 from embedder.embedding.execute import coverage, execute, random_tensors, reference
 from embedder.embedding.model import enumerate_embeddings, select_pattern
 from embedder.hw.spec import load_spec
-from embedder.ops.conv2d import Conv2d
 from embedder.ops.gemm import Gemm
 from embedder.ops.parse import operator_nests, parse_operator
 from embedder.patterns import load_pattern_file, load_patterns
