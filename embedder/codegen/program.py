@@ -33,13 +33,14 @@ with a scratch acc element (double cost, only for degenerate tiles).
 """
 from __future__ import annotations
 
+from copy import copy
 from dataclasses import dataclass, field, replace
 from itertools import product
 from math import ceil, prod
 
 from embedder.errors import InfeasibleError
 from embedder.hw.config import LOOP_ITER_BITS, MEM_SIZE_BITS, MEM_STRIDE_BITS, HwConfig
-from embedder.isa.instructions import Alu, AluOp, Deps, Finish, Gemm, Instruction, Load, MemType, Store, Uop, dram_elem_bytes
+from embedder.isa.instructions import Alu, AluOp, Deps, Finish, Gemm, Instruction, Load, MemType, Store, Uop, dram_elem_bytes_table
 from embedder.ops.ir import LoopNest
 from embedder.schedule.geometry import OperandGeometry, Transfer, operand_geometries
 from embedder.schedule.types import Schedule, reduction_dims, schedule_dims
@@ -378,7 +379,9 @@ class Emitter:
 
 def with_deps(insn, **flags):
     """A copy of `insn` with the given token flags set (others kept)."""
-    return replace(insn, deps=replace(insn.deps, **flags))
+    changed = copy(insn)  # a shallow copy: every field but the token flags is kept as validated
+    object.__setattr__(changed, "deps", replace(insn.deps, **flags))
+    return changed
 
 
 def compile_schedule(nest: LoopNest, schedule: Schedule, config: HwConfig, shift: int) -> CompiledProgram:
@@ -551,13 +554,14 @@ def program_stats(program: CompiledProgram) -> dict:
     config = program.config
     counts = {"load": 0, "store": 0, "gemm": 0, "alu": 0, "finish": 0}
     moved = 0
+    elem_bytes = dram_elem_bytes_table(config)
     for insn in program.insns:
         if isinstance(insn, Load):
             counts["load"] += 1
-            moved += insn.x_size * insn.y_size * dram_elem_bytes(insn.memory_type, config)
+            moved += insn.x_size * insn.y_size * elem_bytes[insn.memory_type]
         elif isinstance(insn, Store):
             counts["store"] += 1
-            moved += insn.x_size * insn.y_size * dram_elem_bytes(MemType.OUT, config)
+            moved += insn.x_size * insn.y_size * elem_bytes[MemType.OUT]
         elif isinstance(insn, Gemm):
             counts["gemm"] += 1
         elif isinstance(insn, Alu):

@@ -1,4 +1,4 @@
-"""`embed deepbench`: both strategies over the DeepBench inference suites.
+"""`embed deepbench`: the embedder and the three baselines over the DeepBench inference suites.
 
 Writes OUT/rows.jsonl (one row per operator, as soon as it is done; a rerun
 with the same OUT resumes), then OUT/summary.md, OUT/summary.csv,
@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from embedder.errors import EmbedderError
-from embedder.evaluate.row import evaluate_operator
+from embedder.evaluate.row import ROW_FORMAT, evaluate_operator
 from embedder.evaluate.runner import read_rows, run_batch
 from embedder.evaluate.suite import load_operators
 from embedder.evaluate.summary import groups, write_summary
@@ -20,7 +20,8 @@ from embedder.hw.spec import load_spec
 
 
 def _check_resumable(rows_path: Path, hw_name: str, timing_only: bool) -> None:
-    """Rows already in OUT must come from the same hardware and mode, or resuming would mix experiments."""
+    """Rows already in OUT must come from the same hardware, mode and row format, or resuming would mix
+    experiments."""
     for row in read_rows(rows_path):
         if row.get("status") != "ok":
             continue
@@ -28,6 +29,9 @@ def _check_resumable(rows_path: Path, hw_name: str, timing_only: bool) -> None:
             raise EmbedderError(
                 f"{rows_path}: holds rows for hw {row.get('hw')} (timing_only={row.get('timing_only')}), "
                 f"not {hw_name} (timing_only={timing_only}); choose another --out")
+        if row.get("row_format") != ROW_FORMAT:
+            raise EmbedderError(f"{rows_path}: holds rows of format {row.get('row_format', 1)}, this version writes "
+                                f"format {ROW_FORMAT} (three baselines); choose another --out")
 
 
 def deepbench_command(suite: str, op_set: str, hw: str, jobs: int, out_dir: str, quick: bool, timing_only: bool) -> None:
@@ -45,10 +49,13 @@ def deepbench_command(suite: str, op_set: str, hw: str, jobs: int, out_dir: str,
     paths = write_summary(rows, spec.config, out, title)
     failed = sum(row.get("status") != "ok" for row in rows)
     for summary in groups(rows)[:1]:
-        click.echo(f"{summary.count} operators on {spec.name}: geomean speedup {summary.speedup.geomean:.3f} "
-                   f"(min {summary.speedup.minimum:.3f} {summary.slowest['key']}, "
-                   f"max {summary.speedup.maximum:.3f} {summary.fastest['key']}); "
-                   f"embedder roofline efficiency geomean {summary.efficiency['embedder'].geomean:.3f}")
+        click.echo(f"{summary.count} operators on {spec.name}; embedder roofline efficiency geomean "
+                   f"{summary.efficiency['embedder'].geomean:.3f}, VTA-aware "
+                   f"{summary.vta_efficiency['embedder'].geomean:.3f}")
+        for baseline, s in summary.speedups.items():
+            click.echo(f"  speedup vs {baseline:<8} geomean {s.speedup.geomean:.3f} over {s.count} "
+                       f"(min {s.speedup.minimum:.3f} {s.slowest['key']}, max {s.speedup.maximum:.3f} "
+                       f"{s.fastest['key']})")
     if failed:
         click.echo(f"{failed} operator(s) failed: see {paths['summary.md']}")
     click.echo(f"wrote {rows_path}, " + ", ".join(str(path) for path in paths.values()))

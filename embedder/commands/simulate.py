@@ -65,11 +65,11 @@ def compiled_bench_program(op_name: str, shape: str, spec: HwSpec) -> BenchProgr
     model's completion order (as `run_program` does); `macs` counts the operator's MACs."""
     # Imported here: the compiler (solver, scheduler) is heavy and only this benchmark needs it.
     from embedder.codegen.image import build_bundle, random_tensors
-    from embedder.commands.compile import compile_operator
+    from embedder.driver import compile_operator
     from embedder.ops.parse import parse_operator
 
     operator = parse_operator(op_name, shape)
-    result = compile_operator(operator, spec)
+    result = compile_operator(operator, spec, baselines={})  # the embedder's own program is the workload
     program = result.program
     bundle = build_bundle(program, random_tensors(program, seed=0))
     order = schedule(program.insns, spec.config, spec.timing).order

@@ -3,6 +3,10 @@
     compute bound        = macs / (BATCH * BLOCK_IN * BLOCK_OUT)               cycles
     memory bound         = (input + weight + output bytes, once, int8) / bus bytes per cycle
     roofline efficiency  = max(compute bound, memory bound) / cycles             (<= 1)
+    VTA-aware bound      = max(compute bound * gemm_cycles_per_uop
+                               + epilogue element ops / (BATCH * BLOCK_OUT) * alu_cycles_per_uop,
+                               memory bound)
+    vta efficiency       = VTA-aware bound / cycles                               (<= 1)
     utilization          = macs / (cycles * BATCH * BLOCK_IN * BLOCK_OUT)
     arithmetic intensity = macs / (input + weight + output bytes)               MAC per byte
     speedup              = baseline cycles / embedder cycles
@@ -18,6 +22,13 @@ alu_cycles_per_uop cycles:
                             or int32 for requantize's input, + int8 output) / bus bytes
     utilization          = compute bound / cycles          (for GEMM this is the formula above)
 
+VTA's GEMM and ALU instructions share the compute module and run one after
+the other, so the requantize epilogue that every conv and GEMM ends with
+(SHR, MAX, MIN: three ALU operations on each true output element) is
+compute time no program can hide: the VTA-aware bound adds it to the GEMM
+time.  For ALU operators the compute bound already is ALU time, so both
+bounds coincide.
+
 `macs` are the operator's true multiply-accumulates (no padding lanes), and
 the bytes are the tensor elements the operator reads or writes at their true
 shapes (int8), so both strategies are measured against the same bounds.
@@ -28,9 +39,12 @@ would put the memory roof above what any program needs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import prod
+
 import numpy as np
 
 from embedder.hw.config import HwConfig
+from embedder.hw.spec import TimingModel
 from embedder.ops.alu import AluNest
 from embedder.ops.ir import Access, LoopNest
 
@@ -41,11 +55,22 @@ class Bounds:
     tensor_bytes: int  # input + weight + output, each once, int8
     compute_cycles: float
     memory_cycles: float
+    vta_compute_cycles: float  # GEMM plus the epilogue's ALU time (module docstring)
 
     @property
     def cycles(self) -> float:
-        """The roofline: no program can take fewer cycles."""
+        """The plain roofline: no program can take fewer cycles."""
         return max(self.compute_cycles, self.memory_cycles)
+
+    @property
+    def vta_cycles(self) -> float:
+        """The VTA-aware roofline: GEMM and epilogue serialise in the compute module."""
+        return max(self.vta_compute_cycles, self.memory_cycles)
+
+    def efficiencies(self, cycles: int) -> dict[str, float]:
+        """The measures of a program of `cycles` against these bounds."""
+        return {"utilization": self.compute_cycles / cycles, "roofline_efficiency": self.cycles / cycles,
+                "vta_efficiency": self.vta_cycles / cycles}
 
     @property
     def intensity(self) -> float:
@@ -73,12 +98,20 @@ def tensor_bytes(nest: LoopNest) -> int:
     return sum(touched_elements(access, nest.sizes) for access in nest.accesses)
 
 
-def bounds(nest: LoopNest, config: HwConfig) -> Bounds:
+# The requantize epilogue of conv and GEMM: SHR, MAX, MIN on every output element.
+EPILOGUE_OPS_PER_OUTPUT = 3
+
+
+def bounds(nest: LoopNest, config: HwConfig, timing: TimingModel) -> Bounds:
     """Bounds of a GEMM-core loop nest (conv2d, GEMM); ALU operators use `alu_bounds`."""
     if isinstance(nest, AluNest):
         raise TypeError(f"{nest.name} is an ALU nest: its bounds come from alu_bounds")
     data = tensor_bytes(nest)
-    return Bounds(nest.macs, data, nest.macs / config.macs_per_cycle, data / config.bus_bytes)
+    compute = nest.macs / config.macs_per_cycle
+    epilogue_ops = EPILOGUE_OPS_PER_OUTPUT * prod(nest.output.shape)
+    vta_compute = (compute * timing.gemm_cycles_per_uop
+                   + epilogue_ops / (config.batch * config.block_out) * timing.alu_cycles_per_uop)
+    return Bounds(nest.macs, data, compute, data / config.bus_bytes, vta_compute)
 
 
 def alu_bounds(nest: LoopNest, element_ops: int, read_bytes: dict[str, int], config: HwConfig,
@@ -92,15 +125,8 @@ def alu_bounds(nest: LoopNest, element_ops: int, read_bytes: dict[str, int], con
     data = sum(touched_elements(nest.access(tensor), sizes) * width for tensor, width in read_bytes.items())
     data += touched_elements(nest.output, sizes) * config.out_width // 8
     lanes = config.batch * config.block_out
-    return Bounds(element_ops, data, element_ops / lanes * alu_cycles_per_uop, data / config.bus_bytes)
-
-
-def roofline_efficiency(nest: LoopNest, config: HwConfig, cycles: int) -> float:
-    return bounds(nest, config).cycles / cycles
-
-
-def utilization(nest: LoopNest, config: HwConfig, cycles: int) -> float:
-    return nest.macs / (cycles * config.macs_per_cycle)
+    compute = element_ops / lanes * alu_cycles_per_uop
+    return Bounds(element_ops, data, compute, data / config.bus_bytes, compute)
 
 
 def speedup(baseline_cycles: int, embedder_cycles: int) -> float:

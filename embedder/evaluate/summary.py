@@ -1,10 +1,13 @@
 """Summaries of a batch of rows: Markdown and CSV tables, speedup and roofline plots.
 
 Every figure is computed over the rows with status "ok"; failed operators are
-listed with their errors, never silently dropped.  Row fields used here:
-key, suite, set, label, macs, status, error, speedup, verification,
-bounds.{intensity}, and per strategy (baseline, embedder): cycles,
-utilization, roofline_efficiency, embedding, compile_seconds, host_layout_bytes.
+listed with their errors, never silently dropped.  A baseline without a
+program (`skipped`) has no speedup: figures against it are over the rows
+where it has one, and the count says how many.  Row fields used here: key,
+suite, set, label, macs, status, error, speedup and speedup_vs_<baseline>,
+verification, bounds.{intensity}, and per strategy (baselines.<name>,
+embedder): cycles, utilization, roofline_efficiency, vta_efficiency,
+lane_fill, embedding, compile_seconds, host_layout_bytes.
 """
 from __future__ import annotations
 
@@ -21,16 +24,18 @@ import matplotlib.ticker  # noqa: E402
 
 from embedder.hw.config import HwConfig  # noqa: E402
 
-STRATEGIES = ("baseline", "embedder")
+BASELINES = ("untuned", "rule", "tuned")
+STRATEGIES = BASELINES + ("embedder",)
+MEASURES = ("cycles", "utilization", "roofline_efficiency", "vta_efficiency", "compile_seconds", "host_layout_bytes")
 CSV_COLUMNS = (
     "key", "suite", "set", "label", "macs", "status",
-    "baseline_cycles", "embedder_cycles", "speedup",
-    "baseline_utilization", "embedder_utilization",
-    "baseline_roofline_efficiency", "embedder_roofline_efficiency",
-    "baseline_compile_seconds", "embedder_compile_seconds",
-    "baseline_host_layout_bytes", "embedder_host_layout_bytes",
-    "embedder_embedding", "verification", "error",
+    *(f"speedup_vs_{name}" for name in BASELINES), "speedup",
+    *(f"{strategy}_{measure}" for strategy in STRATEGIES for measure in MEASURES),
+    "embedder_source", "embedder_embedding", "verification", "error",
 )
+# The paper-comparable subset: operators where an untuned or rule baseline program uses under this share of
+# the MAC lanes over its run (utilization = MACs / (cycles x MAC lanes)).
+LOW_UTILIZATION = 0.25
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -58,18 +63,54 @@ class Distribution:
 
 
 @dataclass(frozen=True)
-class GroupSummary:
-    name: str
+class SpeedupSummary:
+    """Speedups against one baseline over the rows where that baseline has a program."""
+
     count: int
     speedup: Distribution
     slowest: dict  # row with the smallest speedup
     fastest: dict  # row with the largest speedup
+
+
+@dataclass(frozen=True)
+class GroupSummary:
+    name: str
+    count: int
+    speedups: dict[str, SpeedupSummary]  # baseline -> speedups against it (absent: no row has that baseline)
     efficiency: dict[str, Distribution]  # strategy -> roofline efficiency distribution
+    vta_efficiency: dict[str, Distribution]
     utilization: dict[str, Distribution]
+
+    @property
+    def speedup(self) -> Distribution:
+        """The headline: speedup against the tuned baseline."""
+        return self.speedups["tuned"].speedup
 
 
 def ok_rows(rows: list[dict]) -> list[dict]:
     return [row for row in rows if row.get("status") == "ok"]
+
+
+def strategy_record(row: dict, strategy: str) -> dict | None:
+    """A strategy's program record in a row, None where the baseline was skipped."""
+    record = row["embedder"] if strategy == "embedder" else row["baselines"].get(strategy, {})
+    return None if "cycles" not in record else record
+
+
+def _speedups(rows: list[dict], baseline: str) -> SpeedupSummary | None:
+    measured = [row for row in rows if row.get(f"speedup_vs_{baseline}") is not None]
+    if not measured:
+        return None
+
+    def key(row):
+        return row[f"speedup_vs_{baseline}"], row["key"]
+    return SpeedupSummary(len(measured), Distribution.of([row[f"speedup_vs_{baseline}"] for row in measured]),
+                          min(measured, key=key), max(measured, key=key))
+
+
+def _measure(rows: list[dict], measure: str) -> dict[str, Distribution]:
+    values = {s: [r[measure] for row in rows if (r := strategy_record(row, s)) is not None] for s in STRATEGIES}
+    return {s: Distribution.of(v) for s, v in values.items() if v}
 
 
 def summarize(name: str, rows: list[dict]) -> GroupSummary | None:
@@ -77,19 +118,21 @@ def summarize(name: str, rows: list[dict]) -> GroupSummary | None:
     rows = ok_rows(rows)
     if not rows:
         return None
-    return GroupSummary(
-        name=name, count=len(rows),
-        speedup=Distribution.of([row["speedup"] for row in rows]),
-        slowest=min(rows, key=lambda row: (row["speedup"], row["key"])),
-        fastest=max(rows, key=lambda row: (row["speedup"], row["key"])),
-        efficiency={s: Distribution.of([row[s]["roofline_efficiency"] for row in rows]) for s in STRATEGIES},
-        utilization={s: Distribution.of([row[s]["utilization"] for row in rows]) for s in STRATEGIES},
-    )
+    speedups = {b: summary for b in BASELINES if (summary := _speedups(rows, b)) is not None}
+    return GroupSummary(name, len(rows), speedups, _measure(rows, "roofline_efficiency"),
+                        _measure(rows, "vta_efficiency"), _measure(rows, "utilization"))
+
+
+def low_utilization(row: dict) -> bool:
+    """The untuned or the rule baseline uses under LOW_UTILIZATION of the MAC lanes."""
+    return any((r := strategy_record(row, b)) is not None and r["utilization"] < LOW_UTILIZATION
+               for b in ("untuned", "rule"))
 
 
 def groups(rows: list[dict]) -> list[GroupSummary]:
-    """All rows, then each suite, then each suite and set that has rows."""
-    named = [("all", rows)]
+    """All rows, the low-utilisation subset, then each suite, then each suite and set that has rows."""
+    named = [("all", rows), (f"low utilisation (untuned or rule < {LOW_UTILIZATION:.0%})",
+                             [row for row in ok_rows(rows) if low_utilization(row)])]
     for suite in sorted({row["suite"] for row in rows}):
         in_suite = [row for row in rows if row["suite"] == suite]
         named.append((suite, in_suite))
@@ -102,14 +145,18 @@ def csv_record(row: dict) -> dict:
     record = {column: row.get(column, "") for column in ("key", "suite", "set", "label", "macs", "status", "error")}
     record["verification"] = row.get("verification", "")
     if row.get("status") == "ok":
-        record["speedup"] = f"{row['speedup']:.4f}"
+        for name in (*(f"speedup_vs_{b}" for b in BASELINES), "speedup"):
+            record[name] = "" if row.get(name) is None else f"{row[name]:.4f}"
         for strategy in STRATEGIES:
-            result = row[strategy]
+            result = strategy_record(row, strategy)
+            if result is None:
+                continue
             record[f"{strategy}_cycles"] = result["cycles"]
-            record[f"{strategy}_utilization"] = f"{result['utilization']:.4f}"
-            record[f"{strategy}_roofline_efficiency"] = f"{result['roofline_efficiency']:.4f}"
+            for measure in ("utilization", "roofline_efficiency", "vta_efficiency"):
+                record[f"{strategy}_{measure}"] = f"{result[measure]:.4f}"
             record[f"{strategy}_compile_seconds"] = f"{result['compile_seconds']:.3f}"
             record[f"{strategy}_host_layout_bytes"] = result["host_layout_bytes"]
+        record["embedder_source"] = row["embedder"].get("source", "")
         record["embedder_embedding"] = row["embedder"]["embedding"]
     return record
 
@@ -126,43 +173,73 @@ def _distribution_cells(d: Distribution) -> str:
     return f"{d.geomean:.3f} | {d.minimum:.3f} | {d.q25:.3f} | {d.median:.3f} | {d.q75:.3f} | {d.maximum:.3f}"
 
 
+def _cycles(row: dict, strategy: str) -> str:
+    record = strategy_record(row, strategy)
+    return "-" if record is None else str(record["cycles"])
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def speedup_lines(summaries: list[GroupSummary]) -> list[str]:
+    """The paper-comparable table: geomean, min and max speedup against each baseline, per group."""
+    lines = ["## Speedup (baseline cycles / embedder cycles), against each baseline", "",
+             "| group | baseline | operators | geomean | min (operator) | max (operator) |",
+             "|---|---|---|---|---|---|"]
+    for g in summaries:
+        for baseline, s in g.speedups.items():
+            lines.append(f"| {g.name} | {baseline} | {s.count} | {s.speedup.geomean:.3f} | "
+                         f"{s.speedup.minimum:.3f} ({s.slowest['key']}: {s.slowest['label']}) | "
+                         f"{s.speedup.maximum:.3f} ({s.fastest['key']}: {s.fastest['label']}) |")
+    return lines
+
+
 def markdown(rows: list[dict], hw_name: str, title: str) -> str:
-    """The summary page: headline figures per group, distributions, every operator, every failure."""
+    """The summary page: speedups per baseline and group, distributions, every operator, every failure."""
     lines = [f"# {title}", "", f"Hardware: `{hw_name}`. Operators: {len(rows)}, "
-             f"ok: {len(ok_rows(rows))}, failed: {len(rows) - len(ok_rows(rows))}.", ""]
+             f"ok: {len(ok_rows(rows))}, failed: {len(rows) - len(ok_rows(rows))}.", "",
+             "Baselines (reference embedding and layouts, same code generator and simulator): untuned (inner tile "
+             "factors 1, one thread, hazard-free), rule (the corrected reference tile rule), tuned (the embedder's "
+             "tile search on the reference embedding, never slower than rule). The headline `speedup` is against "
+             "tuned.", ""]
     summaries = groups(rows)
     if summaries:
-        lines += ["## Speedup (baseline cycles / embedder cycles)", "",
-                  "| group | operators | geomean | min (operator) | max (operator) |", "|---|---|---|---|---|"]
-        for g in summaries:
-            lines.append(f"| {g.name} | {g.count} | {g.speedup.geomean:.3f} | "
-                         f"{g.speedup.minimum:.3f} ({g.slowest['key']}: {g.slowest['label']}) | "
-                         f"{g.speedup.maximum:.3f} ({g.fastest['key']}: {g.fastest['label']}) |")
-        for measure in ("efficiency", "utilization"):
-            heading = "Roofline efficiency" if measure == "efficiency" else "MAC-lane utilization"
+        lines += speedup_lines(summaries)
+        for measure, heading in (("efficiency", "Roofline efficiency"),
+                                 ("vta_efficiency", "VTA-aware efficiency (GEMM + epilogue compute roof)"),
+                                 ("utilization", "MAC-lane utilization")):
             lines += ["", f"## {heading}", "",
                       "| group | strategy | geomean | min | 25% | median | 75% | max |", "|---|---|---|---|---|---|---|---|"]
             for g in summaries:
-                for strategy in STRATEGIES:
-                    lines.append(f"| {g.name} | {strategy} | {_distribution_cells(getattr(g, measure)[strategy])} |")
+                for strategy, distribution in getattr(g, measure).items():
+                    lines.append(f"| {g.name} | {strategy} | {_distribution_cells(distribution)} |")
     lines += attribution_lines(rows)
-    kept = [row["key"] for row in ok_rows(rows) if row["embedder"].get("source") == "reference schedule"]
+    kept = [f"{row['key']} ({row['embedder']['source']})" for row in ok_rows(rows)
+            if row["embedder"].get("source", "embedder") != "embedder"]
     if kept:
-        lines += ["", f"The embedder kept the reference program (its own schedules were slower) on {len(kept)} "
+        lines += ["", f"The embedder kept a baseline's program (its own schedules were slower) on {len(kept)} "
                       f"operator(s): {', '.join(kept)}."]
-    above = [f"{row['key']} ({strategy} {row[strategy]['roofline_efficiency']:.3f})" for row in ok_rows(rows)
-             for strategy in STRATEGIES if row[strategy]["roofline_efficiency"] > 1]
+    skipped = [f"{row['key']} {b}: {row['baselines'][b]['skipped']}" for row in ok_rows(rows) for b in BASELINES
+               if "skipped" in row["baselines"].get(b, {})]
+    if skipped:
+        lines += ["", f"Baselines without a program ({len(skipped)}; no figure is reported for them): "
+                      + "; ".join(skipped) + "."]
+    above = [f"{row['key']} ({strategy} {r['roofline_efficiency']:.3f})" for row in ok_rows(rows)
+             for strategy in STRATEGIES if (r := strategy_record(row, strategy)) and r["roofline_efficiency"] > 1]
     if above:
         lines += ["", f"Roofline efficiency above 1 (the bound assumes one bus shared by every transfer; the cycle "
                       f"model moved data faster) on {len(above)}: {', '.join(above)}."]
     lines += ["", "## Operators", "",
-              "| key | operator | MACs | baseline cycles | embedder cycles | speedup | efficiency (base / emb) "
-              "| embedder embedding | verified |", "|---|---|---|---|---|---|---|---|---|"]
+              "| key | operator | MACs | cycles untuned / rule / tuned / embedder | speedup vs untuned / rule / tuned "
+              "| vta efficiency rule / tuned / embedder | embedder embedding | verified |",
+              "|---|---|---|---|---|---|---|---|"]
     for row in ok_rows(rows):
-        b, e = row["baseline"], row["embedder"]
-        lines.append(f"| {row['key']} | {row['label']} | {row['macs']} | {b['cycles']} | {e['cycles']} | "
-                     f"{row['speedup']:.3f} | {b['roofline_efficiency']:.3f} / {e['roofline_efficiency']:.3f} | "
-                     f"`{e['embedding']}` | {row.get('verification', '')} |")
+        vta = " / ".join(_ratio((strategy_record(row, s) or {}).get("vta_efficiency")) for s in ("rule", "tuned", "embedder"))
+        lines.append(f"| {row['key']} | {row['label']} | {row['macs']} | "
+                     f"{' / '.join(_cycles(row, s) for s in STRATEGIES)} | "
+                     f"{' / '.join(_ratio(row.get(f'speedup_vs_{b}')) for b in BASELINES)} | {vta} | "
+                     f"`{row['embedder']['embedding']}` | {row.get('verification', '')} |")
     failed = [row for row in rows if row.get("status") != "ok"]
     if failed:
         lines += ["", "## Failed operators", "", "| key | operator | error |", "|---|---|---|"]
@@ -172,38 +249,20 @@ def markdown(rows: list[dict], hw_name: str, title: str) -> str:
 
 
 def speedup_cause(row: dict) -> tuple[float, float, str]:
-    """(lane-fill factor, remaining factor, cause): speedup = lane factor x remaining factor.
+    """(lane-fill factor, remaining factor, cause): speedup vs tuned = lane factor x remaining factor.
 
     The lane factor is the embedder's share of useful MAC lanes over the
-    baseline's (what the embedding alone changes); the rest is data movement
-    of the layout and the schedule.  Cause: "schedule" when the embedding is
-    the reference one, else the factors above 1.2 named.
+    tuned baseline's (what the embedding alone changes); the rest is data
+    movement of the layout and the schedule.  Cause: "schedule" when the
+    embedding is the reference one, else the factors at or above 1.2 named.
     """
-    base, emb = row["baseline"], row["embedder"]
+    base, emb = row["baselines"]["tuned"], row["embedder"]
     lanes = emb["lane_fill"] / base["lane_fill"]
     rest = row["speedup"] / lanes
     if emb.get("same_embedding_as_baseline"):
         return lanes, rest, "schedule (reference embedding)"
-    causes = [name for name, factor in (("lane utilisation", lanes), ("layout/schedule", rest)) if factor >= 1.2]
+    causes = [name for name, factor in (("lane fill", lanes), ("layout/schedule", rest)) if factor >= 1.2]
     return lanes, rest, " + ".join(causes) or "layout/schedule"
-
-
-def attribution_lines(rows: list[dict], threshold: float = 1.5) -> list[str]:
-    """A table of every operator with speedup >= threshold and where the speedup comes from."""
-    big = sorted((row for row in ok_rows(rows) if row["speedup"] >= threshold), key=lambda row: -row["speedup"])
-    if not big:
-        return []
-    lines = ["", f"## Where the large speedups (>= {threshold}) come from", "",
-             "Lane fill = real MACs / issued MAC lanes (fixed by the embedding). speedup = lane factor x rest "
-             "(rest: the layout's data movement and the schedule).", "",
-             "| key | operator | speedup | lane fill base -> emb | lane factor | rest | cause | embedder embedding |",
-             "|---|---|---|---|---|---|---|---|"]
-    for row in big:
-        lanes, rest, cause = speedup_cause(row)
-        lines.append(f"| {row['key']} | {row['label']} | {row['speedup']:.2f} | {row['baseline']['lane_fill']:.3f} -> "
-                     f"{row['embedder']['lane_fill']:.3f} | {lanes:.2f} | {rest:.2f} | {cause} | "
-                     f"`{row['embedder']['embedding']}` |")
-    return lines
 
 
 # Above this many operators the bars get no tick labels; the fastest few are annotated instead.
@@ -211,62 +270,110 @@ LABELLED_BARS = 60
 ANNOTATED_FASTEST = 5
 
 
+def attribution_lines(rows: list[dict], threshold: float = 1.5) -> list[str]:
+    """Where the speedups against tuned come from: every operator at or above `threshold`, and at least the
+    ANNOTATED_FASTEST largest."""
+    ranked = sorted((row for row in ok_rows(rows) if row.get("speedup") is not None), key=lambda row: -row["speedup"])
+    big = [row for position, row in enumerate(ranked) if row["speedup"] >= threshold or position < ANNOTATED_FASTEST]
+    if not big:
+        return []
+    lines = ["", f"## Where the speedups over tuned come from (>= {threshold}, and the {ANNOTATED_FASTEST} largest)", "",
+             "Lane fill = real MACs / issued MAC lanes (fixed by the embedding). speedup = lane factor x rest "
+             "(rest: the layout's data movement and the schedule).", "",
+             "| key | operator | speedup | lane fill tuned -> emb | lane factor | rest | cause | embedder embedding |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in big:
+        lanes, rest, cause = speedup_cause(row)
+        lines.append(f"| {row['key']} | {row['label']} | {row['speedup']:.2f} | "
+                     f"{row['baselines']['tuned']['lane_fill']:.3f} -> {row['embedder']['lane_fill']:.3f} | "
+                     f"{lanes:.2f} | {rest:.2f} | {cause} | `{row['embedder']['embedding']}` |")
+    return lines
+
+
+BASELINE_STYLE = {"untuned": ("v", "tab:gray"), "rule": ("s", "tab:blue"), "tuned": ("o", "tab:red")}
+
+
+def _log_axis(axes) -> None:
+    axes.set_yscale("log")
+    axes.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+    axes.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    axes.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
 def plot_speedup(rows: list[dict], path: Path) -> None:
-    """Per-operator speedup, sorted, as bars on a log axis with the geomean and 1.0 marked."""
-    rows = sorted(ok_rows(rows), key=lambda row: (row["speedup"], row["key"]))
-    figure, axes = plt.subplots(figsize=(min(16.0, max(6.0, 0.12 * len(rows) + 2)), 4.5))
+    """Per-operator speedup against each baseline on a log axis, operators sorted by speedup over tuned."""
+    rows = sorted((row for row in ok_rows(rows) if row.get("speedup") is not None),
+                  key=lambda row: (row["speedup"], row["key"]))
+    figure, axes = plt.subplots(figsize=(min(16.0, max(6.0, 0.12 * len(rows) + 2)), 4.8))
     if rows:
-        values = [row["speedup"] for row in rows]
-        colors = ["tab:blue" if row["suite"] == "conv" else "tab:orange" for row in rows]
-        axes.bar(range(len(rows)), values, color=colors, width=0.85)
+        positions = range(len(rows))
+        for baseline in BASELINES:
+            points = [(x, row[f"speedup_vs_{baseline}"]) for x, row in zip(positions, rows)
+                      if row.get(f"speedup_vs_{baseline}") is not None]
+            if not points:
+                continue
+            values = [value for _, value in points]
+            marker, color = BASELINE_STYLE[baseline]
+            axes.scatter([x for x, _ in points], values, marker=marker, s=12, color=color,
+                         label=f"vs {baseline}: geomean {geomean(values):.2f}x over {len(values)}")
         axes.axhline(1.0, color="black", linewidth=0.8)
-        axes.axhline(geomean(values), color="tab:red", linestyle="--", linewidth=1,
-                     label=f"geomean {geomean(values):.2f}x")
-        axes.set_yscale("log")
-        axes.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
-        axes.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-        axes.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        _log_axis(axes)
         if len(rows) <= LABELLED_BARS:
-            axes.set_xticks(range(len(rows)))
+            axes.set_xticks(list(positions))
             axes.set_xticklabels([row["key"] for row in rows], rotation=90, fontsize=7)
         else:
             axes.set_xticks([])
-            axes.set_xlabel(f"{len(rows)} operators, sorted by speedup")
+            axes.set_xlabel(f"{len(rows)} operators, sorted by speedup over tuned")
             for position in range(len(rows) - ANNOTATED_FASTEST, len(rows)):
-                axes.annotate(rows[position]["key"], (position, values[position]), fontsize=6, rotation=90,
+                axes.annotate(rows[position]["key"], (position, rows[position]["speedup"]), fontsize=6, rotation=90,
                               xytext=(0, 3), textcoords="offset points", ha="center", va="bottom")
-        for suite, color in (("conv", "tab:blue"), ("gemm", "tab:orange")):
-            if any(row["suite"] == suite for row in rows):
-                axes.bar([0], [0], color=color, label=suite)
         axes.legend(fontsize=8, loc="upper left")
-    axes.set_ylabel("speedup over the baseline (log)")
-    axes.set_title("Embedder speedup per operator (sorted)")
+    axes.set_ylabel("speedup = baseline cycles / embedder cycles (log)")
+    axes.set_title("Embedder speedup per operator against each baseline")
     figure.tight_layout()
     figure.savefig(path, dpi=150)
     plt.close(figure)
 
 
+ROOFLINE_STYLE = {"untuned": ("v", "tab:gray"), "rule": ("s", "tab:blue"), "tuned": ("x", "tab:red"),
+                  "embedder": ("o", "tab:green")}
+
+
 def plot_roofline(rows: list[dict], config: HwConfig, path: Path) -> None:
-    """Achieved MAC/cycle against arithmetic intensity (MAC/byte), both strategies, with both roofs."""
+    """Left: achieved MAC/cycle against arithmetic intensity (MAC/byte) with the plain roof.  Right: the
+    VTA-aware efficiency (GEMM + epilogue compute roof, memory roof) of every strategy against intensity."""
     rows = ok_rows(rows)
-    figure, axes = plt.subplots(figsize=(6.5, 4.5))
+    figure, (roof, vta) = plt.subplots(1, 2, figsize=(12, 4.5))
     if rows:
         intensity = [row["bounds"]["intensity"] for row in rows]
-        for strategy, marker, color in (("baseline", "x", "tab:gray"), ("embedder", "o", "tab:green")):
-            achieved = [row["macs"] / row[strategy]["cycles"] for row in rows]
-            axes.scatter(intensity, achieved, marker=marker, s=14, color=color, label=strategy,
-                         facecolors="none" if marker == "o" else None)
+        for strategy, (marker, color) in ROOFLINE_STYLE.items():
+            points = [(row["bounds"]["intensity"], row["macs"], r) for row in rows
+                      if (r := strategy_record(row, strategy)) is not None]
+            if not points:
+                continue
+            hollow = {"facecolors": "none", "edgecolors": color} if marker == "o" else {"color": color}
+            roof.scatter([x for x, _, _ in points], [macs / r["cycles"] for _, macs, r in points], marker=marker, s=14,
+                         label=strategy, **hollow)
+            vta.scatter([x for x, _, _ in points], [r["vta_efficiency"] for _, _, r in points], marker=marker, s=14,
+                        label=strategy, **hollow)
         low, high = min(intensity) / 2, max(intensity) * 2
         knee = config.macs_per_cycle / config.bus_bytes
         xs = [low, *([knee] if low < knee < high else []), high]
-        axes.plot(xs, [min(config.macs_per_cycle, config.bus_bytes * x) for x in xs], color="black",
+        roof.plot(xs, [min(config.macs_per_cycle, config.bus_bytes * x) for x in xs], color="black",
                   linewidth=1.2, label=f"roof: {config.macs_per_cycle} MAC/cycle, {config.bus_bytes} B/cycle")
-        axes.set_xscale("log")
-        axes.set_yscale("log")
-        axes.legend(fontsize=8)
-    axes.set_xlabel("arithmetic intensity (MAC per tensor byte)")
-    axes.set_ylabel("achieved MAC per cycle")
-    axes.set_title(f"Roofline ({config.name})")
+        roof.set_xscale("log")
+        roof.set_yscale("log")
+        roof.legend(fontsize=8)
+        vta.axhline(1.0, color="black", linewidth=0.8)
+        vta.set_xscale("log")
+        vta.set_ylim(0, 1.05)
+        vta.legend(fontsize=8)
+    roof.set_xlabel("arithmetic intensity (MAC per tensor byte)")
+    roof.set_ylabel("achieved MAC per cycle")
+    roof.set_title(f"Roofline ({config.name})")
+    vta.set_xlabel("arithmetic intensity (MAC per tensor byte)")
+    vta.set_ylabel("VTA-aware efficiency = VTA bound / cycles")
+    vta.set_title("VTA-aware efficiency (GEMM and epilogue share the compute module)")
     figure.tight_layout()
     figure.savefig(path, dpi=150)
     plt.close(figure)

@@ -158,6 +158,11 @@ def module_of(insn: Instruction) -> Module:
 
 def dram_elem_bytes(memory_type: MemType, config) -> int:
     """Bytes of one DRAM element of a memory type (a HwConfig gives the sizes): dram_base and x_stride count these."""
+    return dram_elem_bytes_table(config)[memory_type]
+
+
+def dram_elem_bytes_table(config) -> dict[MemType, int]:
+    """`dram_elem_bytes` of every memory type, for loops over many instructions."""
     return {
         MemType.UOP: config.uop_elem_bytes,
         MemType.WGT: config.wgt_elem_bytes,
@@ -165,4 +170,4 @@ def dram_elem_bytes(memory_type: MemType, config) -> int:
         MemType.ACC: config.acc_elem_bytes,
         MemType.OUT: config.out_elem_bytes,
         MemType.ACC_8BIT: config.acc8_elem_bytes,
-    }[memory_type]
+    }

@@ -15,7 +15,7 @@ negative coefficients need.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from math import prod
 
 from embedder.embedding.types import Embedding, TensorLayout, tensor_layout
@@ -40,6 +40,9 @@ class OperandGeometry:
     operand: str
     layout: TensorLayout
     axes: tuple[GridAxisTerms, ...]
+    # Transfers of a box at the grid origin, by box sizes (a box elsewhere only shifts their DRAM offsets),
+    # and the axes' nonzero terms.
+    _transfer_cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def dims(self) -> frozenset[str]:
@@ -51,14 +54,33 @@ class OperandGeometry:
 
     def box_sizes(self, extents: dict[str, int]) -> tuple[int, ...]:
         """Box size along each grid axis for a tile of the given extents."""
-        return tuple(sum(abs(c) * (extents[d] - 1) for d, c in axis.coefficients.items()) + 1 for axis in self.axes)
+        sizes = []
+        for terms in self._terms:
+            size = 1
+            for d, c in terms:
+                size += abs(c) * (extents[d] - 1)
+            sizes.append(size)
+        return tuple(sizes)
+
+    @property
+    def _terms(self) -> tuple[tuple[tuple[str, int], ...], ...]:
+        """(dim, coefficient) pairs of every grid axis, nonzero only (the hot loops of code generation read these)."""
+        if "terms" not in self._transfer_cache:
+            self._transfer_cache["terms"] = tuple(tuple((d, c) for d, c in axis.coefficients.items() if c)
+                                                  for axis in self.axes)
+        return self._transfer_cache["terms"]
 
     def box_elements(self, extents: dict[str, int]) -> int:
         return prod(self.box_sizes(extents))
 
     def box_starts(self, origin: dict[str, int], extents: dict[str, int]) -> tuple[int, ...]:
-        return tuple(axis.offset + sum(c * origin[d] + min(c, 0) * (extents[d] - 1) for d, c in axis.coefficients.items())
-                     for axis in self.axes)
+        starts = []
+        for axis, terms in zip(self.axes, self._terms):
+            start = axis.offset
+            for d, c in terms:
+                start += c * origin[d] if c > 0 else c * (origin[d] + extents[d] - 1)
+            starts.append(start)
+        return tuple(starts)
 
     def sram_affine(self, extents: dict[str, int]) -> tuple[int, dict[str, int]]:
         """(const, coefficient per dim) of the SRAM index of a tile-local point, relative to the box base."""
@@ -91,6 +113,17 @@ class OperandGeometry:
         A pitch beyond `max_stride` (the 16-bit x_stride field) falls back
         to one transfer per row.
         """
+        key = (sizes, max_stride)
+        if key not in self._transfer_cache:
+            self._transfer_cache[key] = self._origin_transfers(sizes, max_stride)
+        base = sum(s * g for s, g in zip(starts, self._grid_strides()))
+        return [(sram, base + dram, y, x, stride) for sram, dram, y, x, stride in self._transfer_cache[key]]
+
+    def _grid_strides(self) -> list[int]:
+        shape = self.grid_shape
+        return [prod(shape[a + 1:]) for a in range(len(shape))]
+
+    def _origin_transfers(self, sizes: tuple[int, ...], max_stride: int) -> list[Transfer]:
         shape = self.grid_shape
         rank = len(shape)
         k = rank - 1
@@ -102,14 +135,13 @@ class OperandGeometry:
             outer_axes, y_size, pitch = (), 1, run
         else:
             outer_axes, y_size, pitch = tuple(range(k - 1)), sizes[k - 1], prod(shape[k:])
-        grid_strides = [prod(shape[a + 1:]) for a in range(rank)]
-        base = sum(s * g for s, g in zip(starts, grid_strides))
+        grid_strides = self._grid_strides()
         strided = y_size == 1 or pitch <= max_stride
         transfers: list[Transfer] = []
         outer_sizes = [sizes[a] for a in outer_axes]
         box_strides = [prod(sizes[a + 1:]) for a in range(rank)]
         for flat in range(prod(outer_sizes)):
-            sram, dram, rest = 0, base, flat
+            sram, dram, rest = 0, 0, flat
             for a in reversed(outer_axes):
                 coordinate = rest % sizes[a]
                 rest //= sizes[a]

@@ -49,7 +49,7 @@ from embedder.errors import SimulationError
 from embedder.hw.config import HwConfig
 from embedder.hw.spec import TimingModel
 from embedder.isa.encoding import INSN_BYTES
-from embedder.isa.instructions import Alu, Finish, Gemm, Instruction, Load, Module, Store, dram_elem_bytes, module_of
+from embedder.isa.instructions import Alu, Finish, Gemm, Instruction, Load, Module, Store, dram_elem_bytes_table, module_of
 
 MODULE_NAMES = ("load", "compute", "store")
 
@@ -110,12 +110,13 @@ class _CostModel:
         self.alu = timing.alu_cycles_per_uop
         self.depth = timing.compute_pipeline_depth
         self.config = config
+        self.elem_bytes = dram_elem_bytes_table(config)
 
     def __call__(self, insn: Instruction) -> Cost:
         if isinstance(insn, (Load, Store)):
             if insn.x_size == 0:
                 return Cost(self.decode)
-            data = insn.y_size * insn.x_size * dram_elem_bytes(insn.memory_type, self.config)
+            data = insn.y_size * insn.x_size * self.elem_bytes[insn.memory_type]
             width = insn.x_pad_0 + insn.x_size + insn.x_pad_1
             padding = width * (insn.y_pad_0 + insn.y_size + insn.y_pad_1) - insn.x_size * insn.y_size
             return Cost(self.decode + insn.y_size * self.row, -(-data // self.bus), padding)

@@ -15,9 +15,17 @@ def test_json_report_is_verified_and_writes_a_bundle(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     for key in ("op", "shape", "hw", "embedding", "cycles", "macs", "utilization", "roofline_efficiency",
-                "compile_seconds", "verified", "bundle"):
+                "vta_efficiency", "vta_bound", "compile_seconds", "verified", "bundle", "speedup_vs_untuned",
+                "speedup_vs_rule", "speedup_vs_tuned"):
         assert key in report
     assert report["verified"] is True
+    assert report["speedup"] == report["speedup_vs_tuned"] >= 1
+    for name in ("untuned", "rule", "tuned"):
+        baseline = report["baselines"][name]
+        assert baseline["cycles"] / report["cycles"] == report["speedup_vs_" + name]
+        assert 0 < baseline["roofline_efficiency"] <= baseline["vta_efficiency"] <= 1
+        assert baseline["embedding"] == "b<-(n), i<-(c), o<-(k); loops g,oh,ow,r,s"
+    assert report["baselines"]["untuned"]["schedule"]["virtual_threads"] is None
     assert report["macs"] == 20 * 6 * 6 * 5 * 9
     assert 0 < report["roofline_efficiency"] <= 1
     bundle = read_bundle(report["bundle"])

@@ -1,4 +1,5 @@
-"""`embed deepbench --quick` end to end: both strategies, verification, rows, summary, plots, resume."""
+"""`embed deepbench --quick` end to end: the embedder and three baselines, verification, rows, summary, plots,
+resume."""
 import json
 
 from click.testing import CliRunner
@@ -19,20 +20,23 @@ def test_quick_suite_end_to_end(tmp_path):
     assert sorted(row["key"] for row in rows) == sorted(QUICK_KEYS)
     for row in rows:
         assert row["status"] == "ok", row.get("error")
-        assert row["verification"].startswith("full size: both bit-exact")
-        assert row["speedup"] >= 1.0
-        for strategy in ("baseline", "embedder"):
-            result_of = row[strategy]
-            assert 0 < result_of["roofline_efficiency"] <= 1.0
+        assert row["verification"].startswith("full size: untuned, rule, tuned, embedder bit-exact")
+        assert row["speedup"] == row["speedup_vs_tuned"] >= 1.0
+        assert row["speedup_vs_untuned"] >= row["speedup_vs_rule"] >= row["speedup_vs_tuned"]
+        for strategy in ("untuned", "rule", "tuned", "embedder"):
+            result_of = row["embedder"] if strategy == "embedder" else row["baselines"][strategy]
+            assert 0 < result_of["roofline_efficiency"] <= result_of["vta_efficiency"] <= 1.0
             assert result_of["utilization"] == row["macs"] / (result_of["cycles"] * 256)
             assert result_of["host_layout_bytes"] > 0
-        assert row["baseline"]["embedding"].startswith(("b<-(n), i<-(c), o<-(k)", "b<-(-), i<-(k), o<-(m)"))
+            if strategy != "embedder":
+                assert result_of["embedding"].startswith(("b<-(n), i<-(c), o<-(k)", "b<-(-), i<-(k), o<-(m)"))
+                assert row["speedup_vs_" + strategy] == result_of["cycles"] / row["embedder"]["cycles"]
     # one input channel: the fixed embedding wastes 15/16 of the lanes, the embedder fills them with filter taps
     speech = next(row for row in rows if row["key"] == "conv-server-001")
-    assert speech["speedup"] > 4 and speech["embedder"]["lane_fill"] > 8 * speech["baseline"]["lane_fill"]
+    assert speech["speedup"] > 4 and speech["embedder"]["lane_fill"] > 8 * speech["baselines"]["tuned"]["lane_fill"]
     for name in ("summary.md", "summary.csv", "speedup.png", "roofline.png"):
         assert (out / name).stat().st_size > 0
-    assert "geomean speedup" in result.output
+    assert "speedup vs tuned" in result.output and "speedup vs untuned" in result.output
     # a rerun finds every row done and evaluates nothing
     again = run(["--quick", "--jobs", "1", "--out", str(out)])
     assert again.exit_code == 0
@@ -57,3 +61,14 @@ def test_resuming_with_another_hardware_is_refused(tmp_path):
                                            "--out", str(out)])
     assert result.exit_code == 2
     assert "holds rows for hw pynq_1x16x16" in result.output
+
+
+def test_resuming_into_rows_of_an_older_format_is_refused(tmp_path):
+    out = tmp_path / "results"
+    out.mkdir()
+    old_row = {"key": "gemm-device-079", "status": "ok", "hw": "pynq_1x16x16", "timing_only": False,
+               "baseline": {"cycles": 10141}, "embedder": {"cycles": 10141}, "speedup": 1.0}
+    (out / "rows.jsonl").write_text(json.dumps(old_row) + "\n")
+    result = CliRunner().invoke(cli.main, ["deepbench", "--suite", "gemm", "--quick", "--out", str(out)])
+    assert result.exit_code == 2
+    assert "holds rows of format 1, this version writes format 2" in result.output

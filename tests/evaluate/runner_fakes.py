@@ -4,6 +4,7 @@ from embedder.errors import InfeasibleError
 
 def strategy(cycles: int, macs: int) -> dict:
     return {"cycles": cycles, "utilization": macs / (cycles * 256), "roofline_efficiency": min(1.0, macs / (cycles * 200)),
+            "vta_efficiency": min(1.0, macs / (cycles * 180)),
             "compile_seconds": 0.01, "host_layout_bytes": 100, "lane_fill": 1.0, "embedding": "b<-(n), i<-(c), o<-(k); loops oh,ow,r,s"}
 
 
@@ -11,7 +12,9 @@ def fake_row(item) -> dict:
     macs = item.op.macs
     base = max(1, macs // 100)
     emb = max(1, macs // 150)
-    return {"hw": "pynq_1x16x16", "baseline": strategy(base, macs), "embedder": strategy(emb, macs),
+    baselines = {"untuned": strategy(3 * base, macs), "rule": strategy(base, macs), "tuned": strategy(base, macs)}
+    return {"row_format": 2, "hw": "pynq_1x16x16", "baselines": baselines, "embedder": strategy(emb, macs),
+            "speedup_vs_untuned": 3 * base / emb, "speedup_vs_rule": base / emb, "speedup_vs_tuned": base / emb,
             "speedup": base / emb, "bounds": {"intensity": 10.0}, "verification": "fake"}
 
 

@@ -1,23 +1,36 @@
-"""Summary figures (geomean, min/max with operators), Markdown, CSV and both plots."""
+"""Summary figures (geomean, min/max with operators per baseline), Markdown, CSV and both plots."""
 import csv
 
 import pytest
 
-from embedder.evaluate.summary import Distribution, attribution_lines, geomean, groups, speedup_cause, write_summary
+from embedder.evaluate.summary import (Distribution, attribution_lines, geomean, groups, low_utilization,
+                                       speedup_cause, write_summary)
 from embedder.hw import load_spec
 
+CONFIG = load_spec("pynq_1x16x16").config
 
-def row(key, suite, speedup, eff_base=0.2, eff_emb=0.7, status="ok", fill=(1.0, 1.0), same=False):
+
+def record(cycles, eff, lane_fill=1.0, utilization=None):
+    return {"cycles": cycles, "utilization": eff / 2 if utilization is None else utilization,
+            "roofline_efficiency": eff, "vta_efficiency": min(1.0, eff * 1.2), "compile_seconds": 0.5,
+            "host_layout_bytes": 64, "embedding": "i<-(c)", "lane_fill": lane_fill}
+
+
+def row(key, suite, speedup, eff_base=0.2, eff_emb=0.7, status="ok", fill=(1.0, 1.0), same=False,
+        untuned=True, rule_utilization=0.5, source=None):
     if status != "ok":
         return {"key": key, "suite": suite, "set": "server", "label": key, "macs": 1000, "status": status,
                 "error": "InfeasibleError: no | tile"}
-    strategy = lambda cycles, eff, lane_fill: {"cycles": cycles, "utilization": eff / 2, "roofline_efficiency": eff,
-                                               "compile_seconds": 0.5, "host_layout_bytes": 64, "embedding": "i<-(c)",
-                                               "lane_fill": lane_fill}
+    tuned = int(100 * speedup)
+    baselines = {"untuned": record(4 * tuned, eff_base / 4, fill[0], utilization=0.1) if untuned
+                 else {"skipped": "not generated: 300000 tile steps exceed the cap of 100000", "tile": {}},
+                 "rule": record(2 * tuned, eff_base / 2, fill[0], utilization=rule_utilization),
+                 "tuned": record(tuned, eff_base, fill[0])}
     return {"key": key, "suite": suite, "set": "server", "label": key, "macs": 1000, "status": "ok",
-            "speedup": speedup, "baseline": strategy(int(100 * speedup), eff_base, fill[0]),
-            "embedder": {**strategy(100, eff_emb, fill[1]), "same_embedding_as_baseline": same,
-                         "source": "reference schedule" if speedup == 1.0 else "embedder"},
+            "speedup_vs_untuned": 4 * speedup if untuned else None, "speedup_vs_rule": 2 * speedup,
+            "speedup_vs_tuned": speedup, "speedup": speedup, "baselines": baselines,
+            "embedder": {**record(100, eff_emb, fill[1]), "same_embedding_as_baseline": same,
+                         "source": source or "embedder"},
             "bounds": {"intensity": 4.0}, "verification": "full"}
 
 
@@ -27,56 +40,80 @@ def test_geomean_and_distribution():
     assert (d.minimum, d.q25, d.median, d.q75, d.maximum) == (1.0, 2.0, 3.0, 4.0, 5.0)
 
 
-def test_groups_name_min_and_max_operators():
-    rows = [row("c1", "conv", 1.0), row("c2", "conv", 9.0), row("g1", "gemm", 2.0), row("g2", "gemm", 1, status="error")]
+def test_groups_name_min_and_max_operators_per_baseline():
+    rows = [row("c1", "conv", 1.0), row("c2", "conv", 9.0, untuned=False), row("g1", "gemm", 2.0),
+            row("g2", "gemm", 1, status="error")]
     summaries = {g.name: g for g in groups(rows)}
-    assert summaries["all"].count == 3
-    assert summaries["all"].speedup.geomean == pytest.approx(18 ** (1 / 3))
-    assert summaries["conv"].slowest["key"] == "c1" and summaries["conv"].fastest["key"] == "c2"
+    everything = summaries["all"]
+    assert everything.count == 3
+    assert everything.speedup.geomean == pytest.approx(18 ** (1 / 3))  # the headline is against tuned
+    assert everything.speedups["rule"].speedup.geomean == pytest.approx(2 * 18 ** (1 / 3))
+    # untuned has a program on two of the three rows: its figures are over those two, and say so
+    assert everything.speedups["untuned"].count == 2
+    assert everything.speedups["untuned"].speedup.geomean == pytest.approx(4 * 2 ** 0.5)
+    assert summaries["conv"].speedups["tuned"].slowest["key"] == "c1"
+    assert summaries["conv"].speedups["tuned"].fastest["key"] == "c2"
     assert summaries["gemm"].count == 1
     assert summaries["conv"].efficiency["embedder"].geomean == pytest.approx(0.7)
+    assert summaries["conv"].vta_efficiency["embedder"].geomean == pytest.approx(0.84)
+
+
+def test_low_utilisation_subset_uses_the_untuned_or_rule_baseline():
+    busy = row("c1", "conv", 1.0, untuned=False, rule_utilization=0.6)
+    idle_rule = row("c2", "conv", 3.0, untuned=False, rule_utilization=0.2)
+    idle_untuned = row("c3", "conv", 2.0, rule_utilization=0.6)  # untuned utilization 0.1
+    assert [low_utilization(r) for r in (busy, idle_rule, idle_untuned)] == [False, True, True]
+    low = next(g for g in groups([busy, idle_rule, idle_untuned]) if g.name.startswith("low utilisation"))
+    assert low.count == 2 and low.speedup.geomean == pytest.approx(6 ** 0.5)
 
 
 def test_write_summary_files(tmp_path):
-    rows = [row("c1", "conv", 1.0), row("c2", "conv", 9.0), row("g2", "gemm", 1, status="error")]
-    paths = write_summary(rows, load_spec("pynq_1x16x16").config, tmp_path, "DeepBench test")
+    rows = [row("c1", "conv", 1.0), row("c2", "conv", 9.0, untuned=False), row("g2", "gemm", 1, status="error")]
+    paths = write_summary(rows, CONFIG, tmp_path, "DeepBench test")
     text = paths["summary.md"].read_text()
-    assert "| all | 2 | 3.000 | 1.000 (c1: c1) | 9.000 (c2: c2) |" in text
+    assert "| all | tuned | 2 | 3.000 | 1.000 (c1: c1) | 9.000 (c2: c2) |" in text
+    assert "| all | untuned | 1 | 4.000 | 4.000 (c1: c1) | 4.000 (c1: c1) |" in text
+    assert "c2 untuned: not generated: 300000 tile steps exceed the cap of 100000" in text
     assert "## Failed operators" in text and "InfeasibleError: no / tile" in text
     records = list(csv.DictReader(paths["summary.csv"].open()))
     assert [r["key"] for r in records] == ["c1", "c2", "g2"]
-    assert records[1]["speedup"] == "9.0000" and records[2]["status"] == "error"
+    assert records[1]["speedup"] == "9.0000" and records[1]["speedup_vs_rule"] == "18.0000"
+    assert records[1]["speedup_vs_untuned"] == "" and records[1]["untuned_cycles"] == ""
+    assert records[0]["rule_vta_efficiency"] == "0.1200" and records[2]["status"] == "error"
     for name in ("speedup.png", "roofline.png"):
         assert paths[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_summary_of_only_failures_still_writes_files(tmp_path):
-    paths = write_summary([row("g2", "gemm", 1, status="error")], load_spec("pynq_1x16x16").config, tmp_path, "t")
+    paths = write_summary([row("g2", "gemm", 1, status="error")], CONFIG, tmp_path, "t")
     assert "failed: 1" in paths["summary.md"].read_text()
     assert paths["roofline.png"].stat().st_size > 0
 
 
-def test_speedup_attribution():
+def test_speedup_attribution_is_against_tuned():
     # lane fill 1/16 -> 9/16: a 9x lane factor; a 7.2x speedup leaves 0.8 for layout and schedule
     first_layer = row("c1", "conv", 7.2, fill=(1 / 16, 9 / 16))
     lanes, rest, cause = speedup_cause(first_layer)
-    assert (lanes, rest, cause) == (pytest.approx(9.0), pytest.approx(0.8), "lane utilisation")
+    assert (lanes, rest, cause) == (pytest.approx(9.0), pytest.approx(0.8), "lane fill")
     strided = row("c2", "conv", 2.5, fill=(1.0, 1.0))
     assert speedup_cause(strided)[2] == "layout/schedule"
     retiled = row("c3", "conv", 1.6, same=True)
     assert speedup_cause(retiled)[2] == "schedule (reference embedding)"
-    text = "\n".join(attribution_lines([first_layer, strided, retiled, row("c4", "conv", 1.1)]))
-    assert "| c1 |" in text and "| c2 |" in text and "| c3 |" in text and "| c4 |" not in text
+    small = [row(f"s{k}", "conv", 1.0 + k / 100) for k in range(6)]
+    text = "\n".join(attribution_lines([first_layer, strided, retiled, *small]))
+    assert "| c1 |" in text and "| c2 |" in text and "| c3 |" in text
     assert text.index("| c1 |") < text.index("| c2 |") < text.index("| c3 |")  # largest first
+    # below the threshold, only enough rows to name the five largest
+    assert "| s5 |" in text and "| s4 |" in text and "| s3 |" not in text
 
 
-def test_markdown_names_operators_that_kept_the_reference_program(tmp_path):
-    rows = [row("c1", "conv", 1.0), row("c2", "conv", 3.0)]
-    text = write_summary(rows, load_spec("pynq_1x16x16").config, tmp_path, "t")["summary.md"].read_text()
-    assert "kept the reference program (its own schedules were slower) on 1 operator(s): c1." in text
+def test_markdown_names_operators_that_kept_a_baseline_program(tmp_path):
+    rows = [row("c1", "conv", 1.0, source="baseline rule"), row("c2", "conv", 3.0)]
+    text = write_summary(rows, CONFIG, tmp_path, "t")["summary.md"].read_text()
+    assert "kept a baseline's program (its own schedules were slower) on 1 operator(s): c1 (baseline rule)." in text
 
 
 def test_efficiency_above_one_is_flagged_not_hidden(tmp_path):
     rows = [row("c1", "conv", 2.0, eff_emb=1.2)]
-    text = write_summary(rows, load_spec("pynq_1x16x16").config, tmp_path, "t")["summary.md"].read_text()
+    text = write_summary(rows, CONFIG, tmp_path, "t")["summary.md"].read_text()
     assert "Roofline efficiency above 1" in text and "c1 (embedder 1.200)" in text
