@@ -5,9 +5,20 @@ model as the embedder's; only the tiles differ (`embedder.baseline.reference`
 states the untuned tile and the rule):
 
 * untuned: `untuned_tile`, one thread.  Its programs grow with the operator
-  (one GEMM micro-op iteration per instruction), so above UNTUNED_MAX_STEPS
-  tile steps it is not generated; the baseline then records why, and no
-  figure is reported for it (never an estimate in its place).
+  (two outputs per GEMM instruction): the largest DeepBench GEMM would need
+  over 800 million instructions.  Up to UNTUNED_MAX_STEPS tile steps the
+  whole program is generated and timed.  Above, when every tile factor
+  divides its extent, the program is a sequence of accumulator tiles whose
+  instructions are identical in everything the cycle model reads (kinds,
+  sizes, DMA rows, tokens; only addresses differ), so it is timed by its
+  prefixes: complete programs of the first k, k + P and k + 2P tiles
+  (P = STEADY_PERIOD_TILES, k = P + total mod P).  When their cycles,
+  instructions and DRAM bytes grow by the same amount from the first to the
+  second and from the second to the third, the model is in a steady state
+  and the total is extrapolated linearly (`Baseline.extrapolated` records
+  the prefixes; a test checks the extrapolation equals the whole program's
+  simulation).  Otherwise the baseline records why it has no figure
+  (`skipped`), never an estimate in its place.
 * rule: every admitted tile is ranked by the tile search's analytical
   estimate, and the best RULE_TIMED distinct thread tiles are timed on the
   cycle model; the fastest wins.
@@ -25,19 +36,24 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from math import prod
 
 from embedder.baseline.reference import (ReferenceTile, reference_embedding, reference_schedule, rule_tiles,
                                          tile_problem, untuned_tile)
+from embedder.codegen.image import time_program
 from embedder.codegen.program import CompiledProgram, compile_schedule
 from embedder.errors import InfeasibleError
 from embedder.hw.spec import HwSpec
 from embedder.ops.ir import LoopNest
 from embedder.ops.reference import requantize_shift
 from embedder.schedule.search import Candidate, CostModel, ScheduledProgram, schedule_embedding, time_candidates
+from embedder.schedule.types import reduction_dims, schedule_dims
 
 BASELINES = ("untuned", "rule", "tuned")
-# The untuned program is generated up to this many tile steps (about 3 instructions a step).
-UNTUNED_MAX_STEPS = 100_000
+# The untuned program is generated whole up to this many tile steps (about 3 instructions a step),
+# above it timed by its prefixes (module docstring).
+UNTUNED_MAX_STEPS = 20_000
+STEADY_PERIOD_TILES = 32
 # Admitted rule tiles generated and timed on the cycle model, best analytical estimate first.
 RULE_TIMED = 4
 
@@ -47,10 +63,12 @@ class Baseline:
     """One baseline's program and cycles, or why it has none (`skipped`)."""
 
     name: str
-    scheduled: ScheduledProgram | None
+    scheduled: ScheduledProgram | None  # with `extrapolated`: a prefix program and the whole program's cycles
     compile_seconds: float
-    detail: dict  # the reference tile (untuned, rule) and the rule's stage; empty for tuned
+    detail: dict  # the reference tile (untuned, rule) and the rule's stage; tuned: where its tiles come from
     skipped: str | None = None
+    # Timed by prefixes: output_tiles, prefix_tiles, and the whole program's instructions and dram_bytes_moved.
+    extrapolated: dict | None = None
 
     @property
     def cycles(self) -> int | None:
@@ -58,20 +76,60 @@ class Baseline:
 
     @property
     def program(self) -> CompiledProgram | None:
-        return None if self.scheduled is None else self.scheduled.program
+        """The whole program; None when there is none (skipped, or timed by its prefixes)."""
+        return None if self.scheduled is None or self.extrapolated else self.scheduled.program
 
 
 def untuned_baseline(nest: LoopNest, spec: HwSpec, max_steps: int = UNTUNED_MAX_STEPS) -> Baseline:
     start = time.perf_counter()
     problem = tile_problem(nest, spec.config)
     tile = untuned_tile(problem)
-    steps = tile.steps(problem)
-    if steps > max_steps:
-        return Baseline("untuned", None, time.perf_counter() - start, tile.as_dict(),
-                        skipped=f"not generated: {steps} tile steps exceed the cap of {max_steps}")
     schedule = reference_schedule(nest, spec, tile)
-    scheduled = time_candidates([Candidate(schedule, 0.0)], _generator(nest, spec), spec, schedule.embedding, 1)
-    return Baseline("untuned", scheduled, time.perf_counter() - start, tile.as_dict())
+    steps = tile.steps(problem)
+    if steps <= max_steps:
+        scheduled = time_candidates([Candidate(schedule, 0.0)], _generator(nest, spec), spec, schedule.embedding, 1)
+        return Baseline("untuned", scheduled, time.perf_counter() - start, tile.as_dict())
+    extents = schedule_dims(nest, schedule.embedding)
+    ragged = [d for d, t in schedule.tile.items() if extents[d] % t]
+    if ragged:
+        return Baseline("untuned", None, time.perf_counter() - start, tile.as_dict(),
+                        skipped=f"not generated: {steps} tile steps exceed the cap of {max_steps}, and the tiles of "
+                                f"{', '.join(ragged)} do not divide their extents (no periodic program to time)")
+    reductions = reduction_dims(nest, schedule.embedding)
+    total = prod(extents[d] // t for d, t in schedule.tile.items() if d not in reductions)
+    shift = requantize_shift(nest)
+    timed = time_by_prefixes(lambda tiles: compile_schedule(nest, schedule, spec.config, shift, output_tiles=tiles),
+                             total, spec)
+    if timed is None:
+        return Baseline("untuned", None, time.perf_counter() - start, tile.as_dict(),
+                        skipped=f"not generated: {steps} tile steps exceed the cap of {max_steps}, and its prefixes "
+                                f"of {STEADY_PERIOD_TILES}-tile periods reach no steady state")
+    scheduled, extrapolated = timed
+    return Baseline("untuned", scheduled, time.perf_counter() - start, tile.as_dict(), extrapolated=extrapolated)
+
+
+def time_by_prefixes(generate_prefix, total_tiles: int, spec: HwSpec,
+                     period: int = STEADY_PERIOD_TILES) -> tuple[ScheduledProgram, dict] | None:
+    """Time a program of `total_tiles` identical accumulator tiles by three prefixes (module docstring).
+
+    `generate_prefix(k)` is the complete program of the first k tiles.  Returns the first prefix
+    with the whole program's cycles, and what was extrapolated; None without a steady state.
+    """
+    first = period + total_tiles % period
+    if total_tiles < first + 2 * period:
+        raise ValueError(f"{total_tiles} tiles are too few to time by {period}-tile periods")
+    prefixes = [first, first + period, first + 2 * period]
+    programs = [generate_prefix(tiles) for tiles in prefixes]
+    measured = [(time_program(program, spec.timing)["cycles"], program.stats["instructions"],
+                 program.stats["dram_bytes_moved"]) for program in programs]
+    growth = [tuple(b - a for a, b in zip(earlier, later)) for earlier, later in zip(measured, measured[1:])]
+    if growth[0] != growth[1]:
+        return None
+    periods = (total_tiles - first) // period
+    cycles, instructions, moved = (base + periods * step for base, step in zip(measured[0], growth[0]))
+    extrapolated = {"output_tiles": total_tiles, "prefix_tiles": prefixes, "prefix_cycles": [m[0] for m in measured],
+                    "instructions": instructions, "dram_bytes_moved": moved}
+    return ScheduledProgram(programs[0], cycles), extrapolated
 
 
 def rule_candidates(nest: LoopNest, spec: HwSpec) -> tuple[str, list[tuple[ReferenceTile, Candidate]]]:

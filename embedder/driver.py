@@ -124,8 +124,8 @@ def compile_operator(operator, spec: HwSpec, time_limit: float = 10.0, embedding
         if best is None or scheduled.cycles < best.cycles:
             best = scheduled
     search_cycles = None if best is None else best.cycles
-    for name, baseline in (baselines or {}).items():
-        if baseline.scheduled is not None and (best is None or baseline.cycles < best.cycles):
+    for name, baseline in (baselines or {}).items():  # a baseline timed by its prefixes has no whole program
+        if baseline.program is not None and (best is None or baseline.cycles < best.cycles):
             best, source = baseline.scheduled, f"baseline {name}"
     if best is None:
         reasons = "; ".join(f"[{entry['embedding']}] {entry['error']}" for entry in tried)
@@ -177,9 +177,13 @@ def baseline_records(result: CompileResult) -> dict[str, dict]:
     for name, baseline in result.baselines.items():
         if baseline.scheduled is None:
             records[name] = {"skipped": baseline.skipped, "tile": baseline.detail}
-        else:
-            records[name] = {**program_record(result, baseline.program, baseline.cycles, baseline.compile_seconds),
-                             "tile": baseline.detail}
+            continue
+        record = program_record(result, baseline.scheduled.program, baseline.cycles, baseline.compile_seconds)
+        if baseline.extrapolated:  # the whole program's counts, from its prefixes
+            record.update(instructions=baseline.extrapolated["instructions"],
+                          dram_bytes_moved=baseline.extrapolated["dram_bytes_moved"],
+                          timed_by_prefixes=baseline.extrapolated)
+        records[name] = {**record, "tile": baseline.detail}
     return records
 
 

@@ -3,8 +3,8 @@ and both stand up to TVM's tuned VTA schedules."""
 import pytest
 
 from embedder.baseline.reference import ReferenceTile, reference_schedule
-from embedder.baselines import (RULE_TIMED, compile_baselines, rule_baseline, rule_candidates, tuned_baseline,
-                                untuned_baseline)
+from embedder.baselines import (RULE_TIMED, compile_baselines, rule_baseline, rule_candidates, time_by_prefixes,
+                                tuned_baseline, untuned_baseline)
 from embedder.codegen.image import run_and_verify, time_program
 from embedder.codegen.program import compile_schedule
 from embedder.errors import InfeasibleError
@@ -103,11 +103,49 @@ def test_untuned_is_one_thread_two_outputs_and_verifies():
     assert check.verified and check.stats["cycles"] == untuned.cycles
 
 
-def test_untuned_above_the_cap_is_reported_not_estimated():
-    nest = Gemm(m=512, n=64, k=512).loop_nest()
-    untuned = untuned_baseline(nest, SPEC, max_steps=100)
+@pytest.mark.parametrize("op", [Conv2d(n=1, c=32, h=28, w=28, k=64, r=3, s=3, pad_h=1, pad_w=1),
+                                Conv2d(n=1, c=64, h=28, w=28, k=32, r=1, s=1, stride_h=2, stride_w=2),
+                                Gemm(m=64, n=300, k=128)], ids=["3x3", "1x1-s2", "gemm"])
+def test_untuned_timed_by_prefixes_equals_the_whole_programs_simulation(op):
+    nest = op.loop_nest()
+    whole = untuned_baseline(nest, SPEC)
+    assert whole.extrapolated is None and whole.program is not None
+    by_prefixes = untuned_baseline(nest, SPEC, max_steps=100)
+    assert by_prefixes.program is None and by_prefixes.extrapolated["prefix_tiles"][0] >= 32
+    assert by_prefixes.cycles == whole.cycles
+    assert by_prefixes.extrapolated["instructions"] == whole.program.stats["instructions"]
+    assert by_prefixes.extrapolated["dram_bytes_moved"] == whole.program.stats["dram_bytes_moved"]
+
+
+def test_time_by_prefixes_refuses_without_a_steady_state():
+    # A program whose tiles grow cannot be extrapolated: the prefixes' growth differs.
+    programs = []
+
+    class Fake:
+        def __init__(self, tiles):
+            self.stats = {"instructions": tiles * tiles, "dram_bytes_moved": tiles}
+
+    def generate(tiles):
+        programs.append(tiles)
+        return Fake(tiles)
+
+    import embedder.baselines as baselines_module
+    original = baselines_module.time_program
+    baselines_module.time_program = lambda program, timing: {"cycles": program.stats["instructions"]}
+    try:
+        assert time_by_prefixes(generate, 1000, SPEC, period=32) is None
+    finally:
+        baselines_module.time_program = original
+    assert programs == [40, 72, 104]  # 32 + 1000 mod 32, then one and two periods more
+
+
+def test_untuned_with_ragged_tiles_above_the_cap_is_reported_not_estimated():
+    # 7 rows, 3 output blocks, 7 columns: two rows with a short last tile -- no periodic program
+    nest = Conv2d(n=1, c=16, h=7, w=7, k=48, r=1, s=1).loop_nest()
+    untuned = untuned_baseline(nest, SPEC, max_steps=10)
     assert untuned.scheduled is None and untuned.cycles is None
-    assert untuned.skipped == "not generated: 32768 tile steps exceed the cap of 100"
+    assert untuned.skipped == ("not generated: 84 tile steps exceed the cap of 10, and the tiles of oh do not divide "
+                               "their extents (no periodic program to time)")
 
 
 def test_baselines_order_untuned_rule_tuned():

@@ -177,16 +177,20 @@ def validate_schedule(nest: LoopNest, schedule: Schedule) -> dict[str, int]:
     return dims
 
 
-def tile_steps(dims: dict[str, int], schedule: Schedule, reductions: frozenset[str]) -> list[TileStep]:
-    """Every tile step in the schedule's order (last tile along a dim may be short)."""
+def tile_steps(dims: dict[str, int], schedule: Schedule, reductions: frozenset[str],
+               output_tiles: int | None = None) -> list[TileStep]:
+    """Every tile step in the schedule's order (last tile along a dim may be short); with `output_tiles`,
+    only the steps of the first that many accumulator tiles."""
     counts = [ceil(dims[d] / schedule.tile[d]) for d in schedule.order]
     reduction_positions = [p for p, d in enumerate(schedule.order) if d in reductions]
     steps = []
     output_tile = -1
     for index in product(*(range(c) for c in counts)):
+        first = all(index[p] == 0 for p in reduction_positions)
+        if first and output_tile + 1 == output_tiles:
+            break
         origin = {d: i * schedule.tile[d] for d, i in zip(schedule.order, index)}
         extents = {d: min(schedule.tile[d], dims[d] - origin[d]) for d in schedule.order}
-        first = all(index[p] == 0 for p in reduction_positions)
         last = all(index[p] == counts[p] - 1 for p in reduction_positions)
         if first:
             output_tile += 1
@@ -384,14 +388,17 @@ def with_deps(insn, **flags):
     return changed
 
 
-def compile_schedule(nest: LoopNest, schedule: Schedule, config: HwConfig, shift: int) -> CompiledProgram:
+def compile_schedule(nest: LoopNest, schedule: Schedule, config: HwConfig, shift: int,
+                     output_tiles: int | None = None) -> CompiledProgram:
     """Generate the program of `schedule` with requantize shift `shift`.
 
     DRAM addresses follow `DataRegions.plan`; `embedder.codegen.image` builds the image.
-    InfeasibleError names the limit a schedule violates.
+    InfeasibleError names the limit a schedule violates.  With `output_tiles`, the program
+    computes only the first that many accumulator tiles (a complete program of its own, for
+    timing a long periodic program by its prefixes; its output is partial).
     """
     geometries = operand_geometries(nest, schedule.embedding)
-    dims, reductions, full, steps = schedule_steps(nest, schedule, geometries["acc"])
+    dims, reductions, full, steps = schedule_steps(nest, schedule, geometries["acc"], output_tiles)
 
     # Which operands each step (re)loads, and whether a scratch acc element is needed.
     loads_at: list[list[str]] = []
@@ -417,14 +424,14 @@ def compile_schedule(nest: LoopNest, schedule: Schedule, config: HwConfig, shift
     return insns_to_program(nest, schedule, config, geometries, emitted, buffers, shift, regions)
 
 
-def schedule_steps(nest: LoopNest, schedule: Schedule, acc: OperandGeometry):
+def schedule_steps(nest: LoopNest, schedule: Schedule, acc: OperandGeometry, output_tiles: int | None = None):
     """Validate `schedule` and its accumulator boxes; return (dims' extents, reduction dims, full tile extents,
-    tile steps)."""
+    tile steps, of the first `output_tiles` accumulator tiles when given)."""
     dims = validate_schedule(nest, schedule)
     reductions = reduction_dims(nest, schedule.embedding)
     check_accumulator_boxes(acc, schedule, dims)
     full = {d: min(schedule.tile[d], dims[d]) for d in dims}
-    return dims, reductions, full, tile_steps(dims, schedule, reductions)
+    return dims, reductions, full, tile_steps(dims, schedule, reductions, output_tiles)
 
 
 def check_accumulator_boxes(acc: OperandGeometry, schedule: Schedule, dims: dict[str, int]) -> None:

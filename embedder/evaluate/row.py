@@ -105,18 +105,33 @@ def _verify_all(operator, programs: dict[str, tuple[CompiledProgram, int | None]
     return ", ".join(programs)
 
 
+def whole_programs(baselines: dict, names: list[str]) -> dict[str, tuple[CompiledProgram, None]]:
+    """The named baselines' whole programs of a shrunk operator; each must have one to be verified."""
+    missing = [name for name in names if baselines[name].program is None]
+    if missing:
+        raise VerificationError(f"baseline {', '.join(missing)} has no whole program on the shrunk operator to verify")
+    return {name: (baselines[name].program, None) for name in names}
+
+
 def verify_full(operator, result) -> str:
+    """Every whole program at full size; a baseline timed by its prefixes on the shrunk operator."""
     programs = {name: (b.program, b.cycles) for name, b in result.baselines.items() if b.program is not None}
     programs["embedder"] = (result.program, result.cycles)
-    return f"full size: {_verify_all(operator, programs, spec=result.spec)} bit-exact (seed {SEED})"
+    verified = f"full size: {_verify_all(operator, programs, spec=result.spec)} bit-exact (seed {SEED})"
+    by_prefixes = [name for name, b in result.baselines.items() if b.extrapolated]
+    if by_prefixes:
+        small, reduction = reduced_operator(operator, VERIFY_MACS)
+        shrunk = whole_programs(compile_baselines(small.loop_nest(), result.spec, TIMED_TILINGS), by_prefixes)
+        verified += f"; {_verify_all(small, shrunk, result.spec)} (timed by prefixes) bit-exact on shrunk {reduction}"
+    return verified
 
 
 def verify_shrunk(operator, embedding: Embedding | None, spec: HwSpec) -> str:
     """Verify every strategy on a shrunk operator; embedding None: the embedder kept a baseline's program."""
     small, reduction = reduced_operator(operator, VERIFY_MACS)
     nest = small.loop_nest()
-    programs = {name: (b.program, None) for name, b in compile_baselines(nest, spec, TIMED_TILINGS).items()
-                if b.program is not None}
+    baselines = compile_baselines(nest, spec, TIMED_TILINGS)
+    programs = whole_programs(baselines, [name for name, b in baselines.items() if not b.skipped])
     if embedding is not None:
         programs["embedder"] = (schedule_embedding(nest, resized(embedding, nest), spec, requantize_shift(nest)).program,
                                 None)
