@@ -210,10 +210,11 @@ def _thread_axes(threads: int, h_f: int, co_f: int) -> list[str | None]:
     return [axis for axis in THREAD_AXES if (co_f if axis == "o_block" else h_f) % 2 == 0]
 
 
-# Tile-loop order of the reference schedule, outermost first: batch, output
-# channels, rows, columns, then the reduction (input-channel blocks and the
-# filter window, which is never split) -- the loop order of VTA's conv2d schedule.
-REFERENCE_ORDER = ("g", "b_block", "o_block", "oh", "ow", "n", "i_block", "r", "s")
+# Tile-loop order of the reference schedule, outermost first: batch, rows,
+# output channels, columns (the store point), then the reduction (input-channel
+# blocks and the filter window, which is never split) -- the loop order of TVM's
+# VTA conv2d schedule (x_bo, x_i0, x_co0, x_j0; groups outermost).
+REFERENCE_ORDER = ("g", "b_block", "oh", "n", "o_block", "ow", "i_block", "r", "s")
 
 
 def reference_schedule(nest: LoopNest, spec: HwSpec, tile: ReferenceTile) -> Schedule:

@@ -128,13 +128,13 @@ def test_schedule_carries_the_thread_tile():
     nest = Conv2d(n=1, c=512, h=7, w=7, k=512, r=3, s=3, pad_h=1, pad_w=1).loop_nest()
     schedule = reference_schedule(nest, SPEC, ReferenceTile(1, 7, 7, 4, 16, "o_block"))
     assert schedule.tile == {"g": 1, "oh": 7, "ow": 7, "r": 3, "s": 3, "b_block": 1, "i_block": 4, "o_block": 8}
-    assert schedule.order == ("g", "b_block", "o_block", "oh", "ow", "i_block", "r", "s")
+    assert schedule.order == ("g", "b_block", "oh", "o_block", "ow", "i_block", "r", "s")
     assert schedule.virtual_threads == "o_block"
     gemm_nest = Gemm(m=35, n=700, k=2048).loop_nest()
     gemm = reference_schedule(gemm_nest, SPEC, ReferenceTile(1, 140, 1, 4, 3, "oh"))
     # h_f = 140 over the n columns, split by the threads: 70 columns each
     assert gemm.tile == {"n": 70, "b_block": 1, "i_block": 4, "o_block": 3}
-    assert gemm.order == ("b_block", "o_block", "n", "i_block") and gemm.virtual_threads == "n"
+    assert gemm.order == ("b_block", "n", "o_block", "i_block") and gemm.virtual_threads == "n"
     compile_schedule(gemm_nest, gemm, CONFIG, shift=8)  # the code generator accepts it
     small_nest = Gemm(m=35, n=70, k=64).loop_nest()
     untuned = reference_schedule(small_nest, SPEC, ReferenceTile(1, 2, 1, 1, 1))
