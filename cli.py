@@ -116,6 +116,18 @@ def bench_embed(hw, time_limit):
     bench_embed_command(hw, time_limit)
 
 
+@main.command("import-autotvm")
+@click.argument("log", type=click.Path(exists=True, dir_okay=False))
+@click.option("--hw", default=DEFAULT_SPEC, show_default=True, help="Spec whose TopHub device string the records must name.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per record.")
+@click.option("--no-verify", is_flag=True, help="Skip the bit-exact functional run of each program.")
+def import_autotvm(log, hw, as_json, no_verify):
+    """Compile, verify and time TVM's tuned VTA conv schedules (AutoTVM log records) against their measured time."""
+    from embedder.commands.autotvm import import_autotvm_command
+
+    import_autotvm_command(log, hw, as_json, not no_verify)
+
+
 @main.command()
 @click.option("--suite", type=click.Choice(["conv", "gemm", "all"]), default="all", show_default=True)
 @click.option("--set", "op_set", type=click.Choice(["server", "device", "all"]), default="all", show_default=True)

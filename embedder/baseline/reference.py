@@ -96,7 +96,7 @@ class ReferenceTile:
     w_f: int
     ci_f: int
     co_f: int
-    thread_axis: str | None = None
+    thread_axis: str | None = None  # "o_block" or "oh"; "g" (threads over whole groups) for imported records
 
     @property
     def thread_tile(self) -> tuple[int, int, int, int, int]:
@@ -221,12 +221,13 @@ def reference_schedule(nest: LoopNest, spec: HwSpec, tile: ReferenceTile) -> Sch
     """The Schedule of a reference tile: reference embedding and loop order, one thread's tile.
 
     With two threads the code generator double-buffers every reloaded
-    operand (the threads' alternation); the filter window and groups are
-    never split.
+    operand (the threads' alternation); the filter window is never split,
+    and groups run one at a time (TVM's grouped schedule walks the output
+    channel blocks of all groups in turn).
     """
     embedding = reference_embedding(nest, spec)
     b, h, w, ci, co = tile.thread_tile
-    factors = {"b_block": b, "i_block": ci, "o_block": co}
+    factors = {"g": 1, "b_block": b, "i_block": ci, "o_block": co}  # one group at a time, as TVM's co blocks
     if _is_conv(nest):
         factors.update(oh=h, ow=w)
     else:
@@ -234,5 +235,5 @@ def reference_schedule(nest: LoopNest, spec: HwSpec, tile: ReferenceTile) -> Sch
     extents = schedule_dims(nest, embedding)
     tiles = {dim: factors.get(dim, extent) for dim, extent in extents.items()}
     order = tuple(dim for dim in REFERENCE_ORDER if dim in extents)
-    thread_dim = {"o_block": "o_block", "oh": "oh" if _is_conv(nest) else "n", None: None}[tile.thread_axis]
+    thread_dim = {"o_block": "o_block", "oh": "oh" if _is_conv(nest) else "n", "g": "g", None: None}[tile.thread_axis]
     return Schedule(embedding, tiles, order, thread_dim)

@@ -34,7 +34,7 @@ A mismatch is an error row: no figure is reported for a wrong program.
 """
 from __future__ import annotations
 
-from embedder.baselines import compile_baselines
+from embedder.baselines import compile_baselines, untuned_baseline
 from embedder.codegen.image import run_and_verify
 from embedder.codegen.program import CompiledProgram
 from embedder.driver import (EMBEDDINGS_TRIED, TIMED_TILINGS, baseline_records, compile_operator, program_record,
@@ -52,6 +52,8 @@ from embedder.schedule.search import schedule_embedding
 PREDICTED_SLOWDOWN_LIMIT = 4.0
 # Timing-only runs verify a shrunk operator of at most this many MACs.
 VERIFY_MACS = 4_000_000
+# An untuned program timed by its prefixes is verified whole on a shape shrunk to at most this many tile steps.
+VERIFY_UNTUNED_STEPS = 40_000
 SEED = 0
 # Version of the row's fields; a results directory holds rows of one format (2: three baselines).
 ROW_FORMAT = 2
@@ -105,24 +107,31 @@ def _verify_all(operator, programs: dict[str, tuple[CompiledProgram, int | None]
     return ", ".join(programs)
 
 
-def whole_programs(baselines: dict, names: list[str]) -> dict[str, tuple[CompiledProgram, None]]:
-    """The named baselines' whole programs of a shrunk operator; each must have one to be verified."""
-    missing = [name for name in names if baselines[name].program is None]
-    if missing:
-        raise VerificationError(f"baseline {', '.join(missing)} has no whole program on the shrunk operator to verify")
-    return {name: (baselines[name].program, None) for name in names}
+def verify_untuned_shrunk(operator, spec: HwSpec, max_macs: int = VERIFY_MACS) -> str:
+    """Verify the untuned strategy on a shape shrunk until its program is whole (its figures at full size
+    come from prefixes); returns the shrinking done."""
+    small, reduction = reduced_operator(operator, max_macs)
+    steps = [reduction] if reduction else []
+    while True:
+        untuned = untuned_baseline(small.loop_nest(), spec, max_steps=VERIFY_UNTUNED_STEPS)
+        if untuned.program is not None:
+            break
+        smaller, reduction = reduced_operator(small, small.macs // 2)
+        if reduction is None or smaller.macs == small.macs:
+            raise VerificationError(f"untuned: no shape shrunk from {operator} has a whole untuned program to verify")
+        small = smaller
+        steps.append(reduction)
+    _verify(small, untuned.program, spec, "untuned (shrunk)", None)
+    return f"untuned (timed by prefixes) bit-exact on shrunk {', '.join(steps)}"
 
 
 def verify_full(operator, result) -> str:
-    """Every whole program at full size; a baseline timed by its prefixes on the shrunk operator."""
+    """Every whole program at full size; a baseline timed by its prefixes on a shrunk operator."""
     programs = {name: (b.program, b.cycles) for name, b in result.baselines.items() if b.program is not None}
     programs["embedder"] = (result.program, result.cycles)
     verified = f"full size: {_verify_all(operator, programs, spec=result.spec)} bit-exact (seed {SEED})"
-    by_prefixes = [name for name, b in result.baselines.items() if b.extrapolated]
-    if by_prefixes:
-        small, reduction = reduced_operator(operator, VERIFY_MACS)
-        shrunk = whole_programs(compile_baselines(small.loop_nest(), result.spec, TIMED_TILINGS), by_prefixes)
-        verified += f"; {_verify_all(small, shrunk, result.spec)} (timed by prefixes) bit-exact on shrunk {reduction}"
+    if result.baselines["untuned"].extrapolated:
+        verified += f"; {verify_untuned_shrunk(operator, result.spec)}"
     return verified
 
 
@@ -131,12 +140,18 @@ def verify_shrunk(operator, embedding: Embedding | None, spec: HwSpec) -> str:
     small, reduction = reduced_operator(operator, VERIFY_MACS)
     nest = small.loop_nest()
     baselines = compile_baselines(nest, spec, TIMED_TILINGS)
-    programs = whole_programs(baselines, [name for name, b in baselines.items() if not b.skipped])
+    programs = {name: (b.program, None) for name, b in baselines.items() if b.program is not None}
     if embedding is not None:
         programs["embedder"] = (schedule_embedding(nest, resized(embedding, nest), spec, requantize_shift(nest)).program,
                                 None)
     shape = "full size" if reduction is None else f"shrunk {reduction}"
-    return f"{shape}, same strategies: {_verify_all(small, programs, spec)} bit-exact (seed {SEED})"
+    verified = f"{shape}, same strategies: {_verify_all(small, programs, spec)} bit-exact (seed {SEED})"
+    if baselines["untuned"].extrapolated:
+        verified += f"; {verify_untuned_shrunk(operator, spec)}"
+    missing = [name for name, b in baselines.items() if b.skipped]
+    if missing:
+        raise VerificationError(f"baseline {', '.join(missing)} has no program on the shrunk operator to verify")
+    return verified
 
 
 def evaluate_operator(item: SuiteOperator, hw: str, timing_only: bool, time_limit: float = 10.0) -> dict:

@@ -31,6 +31,7 @@ class TimingModel:
     dma_row_latency: int  # request latency of each row (y) of a LOAD or STORE
     insn_decode_cycles: int  # cycles a module spends decoding one instruction
     insn_queue_depth: int  # depth of each module's instruction queue, filled by fetch
+    clock_mhz: float | None = None  # the accelerator's clock, to turn measured seconds into cycles
 
 
 @dataclass(frozen=True)
