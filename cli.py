@@ -137,7 +137,7 @@ def import_autotvm(log, hw, as_json, no_verify):
 @click.option("--quick", is_flag=True, help="A small representative subset (CI, README).")
 @click.option("--timing-only", is_flag=True, help="Skip functional simulation of the full-size programs.")
 def deepbench(suite, op_set, hw, jobs, out_dir, quick, timing_only):
-    """Evaluate DeepBench inference operators with the baseline and the embedder."""
+    """Evaluate DeepBench inference operators: the embedder against the untuned, rule and tuned baselines."""
     from embedder.commands.evaluate import deepbench_command
 
     deepbench_command(suite, op_set, hw, jobs, out_dir, quick, timing_only)

@@ -180,8 +180,11 @@ def import_record(record: TuningRecord, spec: HwSpec, verify: bool = True, seed:
         else:
             differences.append(f"threads over a {tile.thread_axis} loop of one tile: run as one thread")
             tile = replace(tile, thread_axis=None)
-    for name, factor, extent in (("tile_h", tile.h_f, problem.out_h), ("tile_w", tile.w_f, problem.out_w),
-                                 ("tile_ci", tile.ci_f, problem.in_blocks), ("tile_co", tile.co_f, problem.out_blocks)):
+    elif split % 2:
+        differences.append(f"threads split an odd {split}: thread tiles of {split // 2}")
+    _b, h, w, ci, co = tile.thread_tile  # the tile each thread runs
+    for name, factor, extent in (("tile_h", h, problem.out_h), ("tile_w", w, problem.out_w),
+                                 ("tile_ci", ci, problem.in_blocks), ("tile_co", co, problem.out_blocks)):
         if extent % factor:
             differences.append(f"{name} {factor} does not divide {extent}: a shorter last tile")
     program = compile_schedule(nest, reference_schedule(nest, spec, tile), spec.config, requantize_shift(nest))

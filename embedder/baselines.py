@@ -8,17 +8,22 @@ states the untuned tile and the rule):
   (two outputs per GEMM instruction): the largest DeepBench GEMM would need
   over 800 million instructions.  Up to UNTUNED_MAX_STEPS tile steps the
   whole program is generated and timed.  Above, when every tile factor
-  divides its extent, the program is a sequence of accumulator tiles whose
-  instructions are identical in everything the cycle model reads (kinds,
-  sizes, DMA rows, tokens; only addresses differ), so it is timed by its
+  divides its extent, the program is periodic: every accumulator tile has
+  the same tile steps (same box sizes, so the same DMA shapes, micro-op
+  loops and tokens; the cycle model reads no address), and an operand that
+  does not change with every step is reloaded once every `reload_period`
+  tiles.  So a period P (a multiple of every reload period, at least
+  STEADY_PERIOD_TILES) repeats exactly, and the program is timed by its
   prefixes: complete programs of the first k, k + P and k + 2P tiles
-  (P = STEADY_PERIOD_TILES, k = P + total mod P).  When their cycles,
-  instructions and DRAM bytes grow by the same amount from the first to the
-  second and from the second to the third, the model is in a steady state
-  and the total is extrapolated linearly (`Baseline.extrapolated` records
-  the prefixes; a test checks the extrapolation equals the whole program's
-  simulation).  Otherwise the baseline records why it has no figure
-  (`skipped`), never an estimate in its place.
+  (k = P + total mod P, so every prefix ends where the whole program does
+  within a period).  When their cycles, instructions and DRAM bytes grow by
+  the same amount from the first to the second and from the second to the
+  third, the model is in a steady state and the total is extrapolated
+  linearly (`Baseline.extrapolated` records the prefixes; tests check the
+  extrapolation equals the whole program's simulation, with operands reloaded
+  every step and every few tiles).  Prefixes are generated up to
+  PREFIX_STEPS_PER_CAP times the cap.  Otherwise the baseline records why it
+  has no figure (`skipped`), never an estimate in its place.
 * rule: every admitted tile is ranked by the tile search's analytical
   estimate, and the best RULE_TIMED distinct thread tiles are timed on the
   cycle model; the fastest wins.
@@ -36,9 +41,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from math import prod
+from math import lcm, prod
 
-from embedder.baseline.reference import (ReferenceTile, reference_embedding, reference_schedule, rule_tiles,
+from embedder.baseline.reference import (BASELINES, ReferenceTile, reference_embedding, reference_schedule, rule_tiles,
                                          tile_problem, untuned_tile)
 from embedder.codegen.image import time_program
 from embedder.codegen.program import CompiledProgram, compile_schedule
@@ -47,13 +52,15 @@ from embedder.hw.spec import HwSpec
 from embedder.ops.ir import LoopNest
 from embedder.ops.reference import requantize_shift
 from embedder.schedule.search import Candidate, CostModel, ScheduledProgram, schedule_embedding, time_candidates
+from embedder.schedule.geometry import OperandGeometry, operand_geometries
 from embedder.schedule.types import reduction_dims, schedule_dims
 
-BASELINES = ("untuned", "rule", "tuned")
 # The untuned program is generated whole up to this many tile steps (about 3 instructions a step),
 # above it timed by its prefixes (module docstring).
 UNTUNED_MAX_STEPS = 20_000
 STEADY_PERIOD_TILES = 32
+# The longest prefix program may have this many times the cap's tile steps.
+PREFIX_STEPS_PER_CAP = 2
 # Admitted rule tiles generated and timed on the cycle model, best analytical estimate first.
 RULE_TIMED = 4
 
@@ -91,33 +98,65 @@ def untuned_baseline(nest: LoopNest, spec: HwSpec, max_steps: int = UNTUNED_MAX_
         return Baseline("untuned", scheduled, time.perf_counter() - start, tile.as_dict())
     extents = schedule_dims(nest, schedule.embedding)
     ragged = [d for d, t in schedule.tile.items() if extents[d] % t]
+    over = f"not generated: {steps} tile steps exceed the cap of {max_steps}"
     if ragged:
         return Baseline("untuned", None, time.perf_counter() - start, tile.as_dict(),
-                        skipped=f"not generated: {steps} tile steps exceed the cap of {max_steps}, and the tiles of "
-                                f"{', '.join(ragged)} do not divide their extents (no periodic program to time)")
+                        skipped=f"{over}, and the tiles of {', '.join(ragged)} do not divide their extents "
+                                f"(no periodic program to time)")
     reductions = reduction_dims(nest, schedule.embedding)
-    total = prod(extents[d] // t for d, t in schedule.tile.items() if d not in reductions)
+    counts = {d: extents[d] // schedule.tile[d] for d in schedule.order}
+    total = prod(counts[d] for d in schedule.order if d not in reductions)
+    steps_per_tile = prod(counts[d] for d in schedule.order if d in reductions)
+    geometries = operand_geometries(nest, schedule.embedding)
+    period = prefix_period([reload_period(schedule.order, counts, reductions, geometries[operand])
+                            for operand in ("inp", "wgt")])
+    longest = (2 * period + total % period + period) * steps_per_tile
+    if total < 3 * period + total % period or longest > PREFIX_STEPS_PER_CAP * max_steps:
+        return Baseline("untuned", None, time.perf_counter() - start, tile.as_dict(),
+                        skipped=f"{over}, and its {total} tiles of {steps_per_tile} steps are too few or too long "
+                                f"to time by {period}-tile periods")
     shift = requantize_shift(nest)
     timed = time_by_prefixes(lambda tiles: compile_schedule(nest, schedule, spec.config, shift, output_tiles=tiles),
-                             total, spec)
+                             total, spec, period)
     if timed is None:
         return Baseline("untuned", None, time.perf_counter() - start, tile.as_dict(),
-                        skipped=f"not generated: {steps} tile steps exceed the cap of {max_steps}, and its prefixes "
-                                f"of {STEADY_PERIOD_TILES}-tile periods reach no steady state")
+                        skipped=f"{over}, and its prefixes of {period}-tile periods reach no steady state")
     scheduled, extrapolated = timed
     return Baseline("untuned", scheduled, time.perf_counter() - start, tile.as_dict(), extrapolated=extrapolated)
 
 
+def reload_period(order: tuple[str, ...], counts: dict[str, int], reductions: frozenset[str],
+                  geometry: OperandGeometry) -> int:
+    """Accumulator tiles between two reloads of an operand, for a schedule with reduction loops innermost.
+
+    The code generator reloads an operand when its box changes, i.e. when a split loop it depends on
+    advances.  Reloaded by a reduction loop it is reloaded in every tile (1); otherwise once every
+    sweep of the parallel loops inside its innermost dependent loop.
+    """
+    split = [d for d in order if counts[d] > 1]
+    dependent = [position for position, d in enumerate(split) if d in geometry.dims]
+    if not dependent or split[max(dependent)] in reductions:
+        return 1
+    return prod(counts[d] for d in split[max(dependent) + 1:] if d not in reductions)
+
+
+def prefix_period(reload_periods: list[int]) -> int:
+    """The smallest multiple of every operand's reload period with at least STEADY_PERIOD_TILES tiles."""
+    base = lcm(*reload_periods)
+    return base * -(-STEADY_PERIOD_TILES // base)
+
+
 def time_by_prefixes(generate_prefix, total_tiles: int, spec: HwSpec,
                      period: int = STEADY_PERIOD_TILES) -> tuple[ScheduledProgram, dict] | None:
-    """Time a program of `total_tiles` identical accumulator tiles by three prefixes (module docstring).
+    """Time a program of `total_tiles` accumulator tiles that repeat every `period` tiles by three prefixes
+    (module docstring).
 
     `generate_prefix(k)` is the complete program of the first k tiles.  Returns the first prefix
     with the whole program's cycles, and what was extrapolated; None without a steady state.
     """
     first = period + total_tiles % period
     if total_tiles < first + 2 * period:
-        raise ValueError(f"{total_tiles} tiles are too few to time by {period}-tile periods")
+        raise InfeasibleError(f"{total_tiles} tiles are too few to time by {period}-tile periods")
     prefixes = [first, first + period, first + 2 * period]
     programs = [generate_prefix(tiles) for tiles in prefixes]
     measured = [(time_program(program, spec.timing)["cycles"], program.stats["instructions"],
@@ -127,8 +166,8 @@ def time_by_prefixes(generate_prefix, total_tiles: int, spec: HwSpec,
         return None
     periods = (total_tiles - first) // period
     cycles, instructions, moved = (base + periods * step for base, step in zip(measured[0], growth[0]))
-    extrapolated = {"output_tiles": total_tiles, "prefix_tiles": prefixes, "prefix_cycles": [m[0] for m in measured],
-                    "instructions": instructions, "dram_bytes_moved": moved}
+    extrapolated = {"output_tiles": total_tiles, "period_tiles": period, "prefix_tiles": prefixes,
+                    "prefix_cycles": [m[0] for m in measured], "instructions": instructions, "dram_bytes_moved": moved}
     return ScheduledProgram(programs[0], cycles), extrapolated
 
 
@@ -157,7 +196,7 @@ def rule_baseline(nest: LoopNest, spec: HwSpec, timed: int = RULE_TIMED) -> Base
                                 reference_embedding(nest, spec), timed)
     tile = next(tile for tile, candidate in ranked if candidate.schedule is scheduled.program.schedule)
     return Baseline("rule", scheduled, time.perf_counter() - start, {**tile.as_dict(), "stage": stage,
-                                                                      "admitted": len(ranked)})
+                                                                      "thread_tiles": len(ranked)})
 
 
 def tuned_baseline(nest: LoopNest, spec: HwSpec, timed: int, rule: Baseline | None = None) -> Baseline:

@@ -5,9 +5,11 @@ ranked list (by predicted cost) are each scheduled (`schedule_embedding`,
 or `schedule_alu_embedding` for the ALU operators relu, add, maxpool and
 requantize: analytical ranking, then the cycle model on the best few
 tilings) and the fastest program wins.  A conv or GEMM also builds the
-three baselines (`embedder.baselines`: untuned, rule, tuned); each is one
-more candidate, so the embedder never loses to any of them, and the tuned
-baseline *is* the embedder's own search on the reference embedding.  For an
+three baselines (`embedder.baselines`: untuned, rule, tuned); each with a
+whole program is one more candidate, so the embedder never loses to it (a
+long untuned program timed by its prefixes has none; its speedup is
+reported as measured), and the tuned baseline *is* the embedder's own
+search on the reference embedding.  For an
 ALU operator `macs` counts element operations
 (`embedder.evaluate.metrics.alu_bounds`) and there are no baselines.
 

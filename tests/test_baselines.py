@@ -2,7 +2,7 @@
 and both stand up to TVM's tuned VTA schedules."""
 import pytest
 
-from embedder.baseline.reference import ReferenceTile, reference_schedule
+from embedder.baseline.reference import ReferenceTile, reference_schedule, tile_problem, untuned_tile
 from embedder.baselines import (RULE_TIMED, compile_baselines, rule_baseline, rule_candidates, time_by_prefixes,
                                 tuned_baseline, untuned_baseline)
 from embedder.codegen.image import run_and_verify, time_program
@@ -62,7 +62,7 @@ def test_rule_times_its_best_estimates_and_reports_its_tile():
     assert estimates == sorted(estimates)
     rule = rule_baseline(nest, SPEC)
     assert min(cycles_of(nest, candidate.schedule) for _, candidate in ranked[:RULE_TIMED]) == rule.cycles
-    assert rule.detail["stage"] == stage == "rule" and rule.detail["admitted"] == len(ranked)
+    assert rule.detail["stage"] == stage == "rule" and rule.detail["thread_tiles"] == len(ranked)
     chosen = ReferenceTile(**{k: rule.detail[k] for k in ("b_f", "h_f", "w_f", "ci_f", "co_f")},
                            thread_axis=rule.detail["threads"])
     assert reference_schedule(nest, SPEC, chosen).tile == rule.program.schedule.tile
@@ -103,18 +103,34 @@ def test_untuned_is_one_thread_two_outputs_and_verifies():
     assert check.verified and check.stats["cycles"] == untuned.cycles
 
 
-@pytest.mark.parametrize("op", [Conv2d(n=1, c=32, h=28, w=28, k=64, r=3, s=3, pad_h=1, pad_w=1),
-                                Conv2d(n=1, c=64, h=28, w=28, k=32, r=1, s=1, stride_h=2, stride_w=2),
-                                Gemm(m=64, n=300, k=128)], ids=["3x3", "1x1-s2", "gemm"])
-def test_untuned_timed_by_prefixes_equals_the_whole_programs_simulation(op):
+@pytest.mark.parametrize("op, period", [
+    # every step reloads both operands (several input-channel blocks): any period
+    (Conv2d(n=1, c=32, h=28, w=28, k=64, r=3, s=3, pad_h=1, pad_w=1), 32),
+    (Conv2d(n=1, c=64, h=28, w=28, k=32, r=1, s=1, stride_h=2, stride_w=2), 32),
+    (Gemm(m=64, n=300, k=128), 32),
+    # one input-channel block: the input is reloaded once every 3 output-channel blocks (33 = 11 x 3) ...
+    (Gemm(m=48, n=150, k=16), 33),
+    # ... the weights once every 14 columns (42 = 3 x 14)
+    (Conv2d(n=1, c=3, h=12, w=14, k=64, r=3, s=3, pad_h=1, pad_w=1), 42),
+], ids=["3x3", "1x1-s2", "gemm", "gemm-k16", "conv-c3"])
+def test_untuned_timed_by_prefixes_equals_the_whole_programs_simulation(op, period):
     nest = op.loop_nest()
     whole = untuned_baseline(nest, SPEC)
     assert whole.extrapolated is None and whole.program is not None
-    by_prefixes = untuned_baseline(nest, SPEC, max_steps=100)
-    assert by_prefixes.program is None and by_prefixes.extrapolated["prefix_tiles"][0] >= 32
+    problem = tile_problem(nest, SPEC.config)
+    by_prefixes = untuned_baseline(nest, SPEC, max_steps=untuned_tile(problem).steps(problem) - 1)
+    assert by_prefixes.program is None and by_prefixes.extrapolated["period_tiles"] == period
     assert by_prefixes.cycles == whole.cycles
     assert by_prefixes.extrapolated["instructions"] == whole.program.stats["instructions"]
     assert by_prefixes.extrapolated["dram_bytes_moved"] == whole.program.stats["dram_bytes_moved"]
+
+
+def test_prefixes_longer_than_the_cap_allows_are_refused():
+    # GEMM k = 500000: 16 output tiles of 31,250 reduction steps each
+    untuned = untuned_baseline(Gemm(m=512, n=1, k=500000).loop_nest(), SPEC)
+    assert untuned.cycles is None and untuned.skipped == (
+        "not generated: 500000 tile steps exceed the cap of 20000, and its 16 tiles of 31250 steps are too few or "
+        "too long to time by 32-tile periods")
 
 
 def test_time_by_prefixes_refuses_without_a_steady_state():

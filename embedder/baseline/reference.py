@@ -64,6 +64,7 @@ from embedder.hw.spec import HwSpec
 from embedder.ops.ir import LoopNest
 from embedder.schedule.types import Schedule, schedule_dims
 
+BASELINES = ("untuned", "rule", "tuned")
 THREADS = 2
 # The loops two virtual threads may split, in tie-break preference order.
 THREAD_AXES = ("o_block", "oh")

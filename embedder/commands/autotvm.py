@@ -9,7 +9,7 @@ import click
 from tqdm import tqdm
 
 from embedder.autotvm import device_of, import_record, read_log
-from embedder.errors import EmbedderError
+from embedder.errors import EmbedderError, InfeasibleError
 from embedder.hw.spec import load_spec
 
 
@@ -22,13 +22,23 @@ def import_autotvm_command(log: str, hw: str, as_json: bool, verify: bool) -> No
         found = sorted({record.device for record in records})
         raise EmbedderError(f"{log}: no conv record for device {device} (spec {spec.name}); the log has "
                             f"{', '.join(found) or 'none'}")
-    imported = [import_record(record, spec, verify=verify)
-                for record in tqdm(mine, desc="import-autotvm", unit="record", disable=as_json, leave=False)]
+    imported, failed_records = [], []
+    for record in tqdm(mine, desc="import-autotvm", unit="record", disable=as_json, leave=False):
+        try:
+            imported.append(import_record(record, spec, verify=verify))
+        except InfeasibleError as error:  # one record our contract cannot build: said, the others go on
+            failed_records.append((record, str(error)))
     if as_json:
         for item in imported:
             click.echo(json.dumps(_document(item)))
+        for record, error in failed_records:
+            click.echo(json.dumps({"line": record.line, "network": record.network, "layer": record.layer,
+                                   "error": error}))
     else:
-        click.echo(_table(imported, spec.name, device))
+        if imported:
+            click.echo(_table(imported))
+        for record, error in failed_records:
+            click.echo(f"{record.line:>5}  {record.layer}: not compiled: {error}")
         skipped = len(records) - len(mine)
         click.echo(f"{len(imported)} records of {device} on spec {spec.name}"
                    + (f"; {skipped} conv records of other devices and {others} other records not imported"
@@ -47,7 +57,7 @@ def _document(item) -> dict:
             "differences": list(item.differences)}
 
 
-def _table(imported, spec_name: str, device: str) -> str:
+def _table(imported) -> str:
     lines = [f"{'line':>5}  {'network':<12} {'layer':<34} {'knobs':<44} {'model':>9} {'measured':>9} {'ratio':>6}"]
     for item in imported:
         record = item.record

@@ -17,6 +17,7 @@ import click
 from embedder.codegen.image import run_and_verify
 from embedder.driver import CompileResult, baseline_records, compile_operator, program_record, reduced_operator, speedups
 from embedder.errors import InfeasibleError
+from embedder.evaluate.row import verify_untuned_shrunk
 from embedder.hw.spec import load_spec
 from embedder.isa.bundle import write_bundle
 from embedder.ops.alu import Requantize
@@ -64,6 +65,7 @@ def compile_command(op_name, shape, hw, out_dir, as_json, time_limit, seed) -> N
     document["simulator"] = {key: value for key, value in check.stats.items() if not isinstance(value, dict)}
     if check.stats["cycles"] != result.cycles:
         raise InfeasibleError(f"internal: the functional run took {check.stats['cycles']} cycles, timing said {result.cycles}")
+    wrong = _verify_baselines(operator, result, document, seed)
     if out_dir:
         path = Path(out_dir)
         write_bundle(path / "bundle", check.bundle)
@@ -75,6 +77,24 @@ def compile_command(op_name, shape, hw, out_dir, as_json, time_limit, seed) -> N
         click.echo(_text(document))
     if not check.verified:
         raise InfeasibleError(f"{op_name} {shape}: output differs from the numpy reference in {check.mismatches} elements")
+    if wrong:
+        raise InfeasibleError(f"{op_name} {shape}: the {', '.join(wrong)} baseline program differs from the numpy reference")
+
+
+def _verify_baselines(operator, result: CompileResult, document: dict, seed: int) -> list[str]:
+    """Run every baseline's whole program too (an untuned one timed by prefixes: on a shrunk shape); record
+    `verified` per baseline; return the names that differ from the reference."""
+    wrong = []
+    for name, baseline in result.baselines.items():
+        record = document["baselines"][name]
+        if baseline.extrapolated:
+            record["verified"] = verify_untuned_shrunk(operator, result.spec)
+        elif baseline.program is not None:
+            baseline_check = run_and_verify(operator, baseline.program, result.spec.timing, seed=seed)
+            record["verified"] = baseline_check.verified and baseline_check.stats["cycles"] == baseline.cycles
+            if not record["verified"]:
+                wrong.append(name)
+    return wrong
 
 
 def _text(d: dict) -> str:

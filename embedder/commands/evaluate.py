@@ -31,7 +31,7 @@ def _check_resumable(rows_path: Path, hw_name: str, timing_only: bool) -> None:
                 f"not {hw_name} (timing_only={timing_only}); choose another --out")
         if row.get("row_format") != ROW_FORMAT:
             raise EmbedderError(f"{rows_path}: holds rows of format {row.get('row_format', 1)}, this version writes "
-                                f"format {ROW_FORMAT} (three baselines); choose another --out")
+                                f"format {ROW_FORMAT}; choose another --out")
 
 
 def deepbench_command(suite: str, op_set: str, hw: str, jobs: int, out_dir: str, quick: bool, timing_only: bool) -> None:

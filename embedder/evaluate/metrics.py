@@ -9,7 +9,7 @@
     vta efficiency       = VTA-aware bound / cycles                               (<= 1)
     utilization          = macs / (cycles * BATCH * BLOCK_IN * BLOCK_OUT)
     arithmetic intensity = macs / (input + weight + output bytes)               MAC per byte
-    speedup              = baseline cycles / embedder cycles
+    speedup              = baseline cycles / embedder cycles      (per baseline; embedder.driver.speedups)
 
 ALU operators (relu, add, max-pool, requantize; `alu_bounds`) count element
 operations instead of MACs: every ALU opcode applied to one operator element
@@ -31,7 +31,7 @@ bounds coincide.
 
 `macs` are the operator's true multiply-accumulates (no padding lanes), and
 the bytes are the tensor elements the operator reads or writes at their true
-shapes (int8), so both strategies are measured against the same bounds.
+shapes (int8), so every strategy is measured against the same bounds.
 "Read once" counts only elements the operator touches: a stride-2 1x1
 convolution reads a quarter of its input, and counting the whole tensor
 would put the memory roof above what any program needs.
@@ -128,6 +128,3 @@ def alu_bounds(nest: LoopNest, element_ops: int, read_bytes: dict[str, int], con
     compute = element_ops / lanes * alu_cycles_per_uop
     return Bounds(element_ops, data, compute, data / config.bus_bytes, compute)
 
-
-def speedup(baseline_cycles: int, embedder_cycles: int) -> float:
-    return baseline_cycles / embedder_cycles

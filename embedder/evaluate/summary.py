@@ -22,9 +22,9 @@ matplotlib.use("Agg")  # files only, never a display
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
+from embedder.baseline.reference import BASELINES  # noqa: E402
 from embedder.hw.config import HwConfig  # noqa: E402
 
-BASELINES = ("untuned", "rule", "tuned")
 STRATEGIES = BASELINES + ("embedder",)
 MEASURES = ("cycles", "utilization", "roofline_efficiency", "vta_efficiency", "compile_seconds", "host_layout_bytes")
 CSV_COLUMNS = (
@@ -33,8 +33,8 @@ CSV_COLUMNS = (
     *(f"{strategy}_{measure}" for strategy in STRATEGIES for measure in MEASURES),
     "embedder_source", "embedder_embedding", "verification", "error",
 )
-# The paper-comparable subset: operators where an untuned or rule baseline program uses under this share of
-# the MAC lanes over its run (utilization = MACs / (cycles x MAC lanes)).
+# The paper-comparable subsets: speedups against a baseline over the operators where that baseline's program
+# uses under this share of the MAC lanes over its run (utilization = MACs / (cycles x MAC lanes)).
 LOW_UTILIZATION = 0.25
 
 
@@ -81,11 +81,6 @@ class GroupSummary:
     vta_efficiency: dict[str, Distribution]
     utilization: dict[str, Distribution]
 
-    @property
-    def speedup(self) -> Distribution:
-        """The headline: speedup against the tuned baseline."""
-        return self.speedups["tuned"].speedup
-
 
 def ok_rows(rows: list[dict]) -> list[dict]:
     return [row for row in rows if row.get("status") == "ok"]
@@ -123,16 +118,21 @@ def summarize(name: str, rows: list[dict]) -> GroupSummary | None:
                         _measure(rows, "vta_efficiency"), _measure(rows, "utilization"))
 
 
-def low_utilization(row: dict) -> bool:
-    """The untuned or the rule baseline uses under LOW_UTILIZATION of the MAC lanes."""
-    return any((r := strategy_record(row, b)) is not None and r["utilization"] < LOW_UTILIZATION
-               for b in ("untuned", "rule"))
+def low_utilization_subsets(rows: list[dict]) -> dict[str, SpeedupSummary]:
+    """Per baseline: speedups against it over the operators where its program uses under LOW_UTILIZATION of
+    the MAC lanes (the setting the published results for this method were measured in)."""
+    subsets = {}
+    for baseline in BASELINES:
+        low = [row for row in ok_rows(rows)
+               if (record := strategy_record(row, baseline)) is not None and record["utilization"] < LOW_UTILIZATION]
+        if (summary := _speedups(low, baseline)) is not None:
+            subsets[baseline] = summary
+    return subsets
 
 
 def groups(rows: list[dict]) -> list[GroupSummary]:
-    """All rows, the low-utilisation subset, then each suite, then each suite and set that has rows."""
-    named = [("all", rows), (f"low utilisation (untuned or rule < {LOW_UTILIZATION:.0%})",
-                             [row for row in ok_rows(rows) if low_utilization(row)])]
+    """All rows, then each suite, then each suite and set that has rows."""
+    named = [("all", rows)]
     for suite in sorted({row["suite"] for row in rows}):
         in_suite = [row for row in rows if row["suite"] == suite]
         named.append((suite, in_suite))
@@ -182,16 +182,27 @@ def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def speedup_lines(summaries: list[GroupSummary]) -> list[str]:
-    """The paper-comparable table: geomean, min and max speedup against each baseline, per group."""
+def _speedup_cells(s: SpeedupSummary) -> str:
+    return (f"{s.count} | {s.speedup.geomean:.3f} | {s.speedup.minimum:.3f} ({s.slowest['key']}: {s.slowest['label']}) | "
+            f"{s.speedup.maximum:.3f} ({s.fastest['key']}: {s.fastest['label']})")
+
+
+def speedup_lines(summaries: list[GroupSummary], rows: list[dict]) -> list[str]:
+    """The paper-comparable tables: geomean, min and max speedup against each baseline, per group and over each
+    baseline's low-utilisation subset."""
     lines = ["## Speedup (baseline cycles / embedder cycles), against each baseline", "",
              "| group | baseline | operators | geomean | min (operator) | max (operator) |",
              "|---|---|---|---|---|---|"]
     for g in summaries:
         for baseline, s in g.speedups.items():
-            lines.append(f"| {g.name} | {baseline} | {s.count} | {s.speedup.geomean:.3f} | "
-                         f"{s.speedup.minimum:.3f} ({s.slowest['key']}: {s.slowest['label']}) | "
-                         f"{s.speedup.maximum:.3f} ({s.fastest['key']}: {s.fastest['label']}) |")
+            lines.append(f"| {g.name} | {baseline} | {_speedup_cells(s)} |")
+    subsets = low_utilization_subsets(rows)
+    if subsets:
+        lines += ["", f"Low-utilisation subsets: against each baseline, the operators where that baseline uses under "
+                      f"{LOW_UTILIZATION:.0%} of the MAC lanes over its run.", "",
+                  "| baseline | operators | geomean | min (operator) | max (operator) |", "|---|---|---|---|---|"]
+        for baseline, s in subsets.items():
+            lines.append(f"| {baseline} | {_speedup_cells(s)} |")
     return lines
 
 
@@ -205,7 +216,7 @@ def markdown(rows: list[dict], hw_name: str, title: str) -> str:
              "tuned.", ""]
     summaries = groups(rows)
     if summaries:
-        lines += speedup_lines(summaries)
+        lines += speedup_lines(summaries, rows)
         for measure, heading in (("efficiency", "Roofline efficiency"),
                                  ("vta_efficiency", "VTA-aware efficiency (GEMM + epilogue compute roof)"),
                                  ("utilization", "MAC-lane utilization")):
@@ -225,11 +236,12 @@ def markdown(rows: list[dict], hw_name: str, title: str) -> str:
     if skipped:
         lines += ["", f"Baselines without a program ({len(skipped)}; no figure is reported for them): "
                       + "; ".join(skipped) + "."]
-    above = [f"{row['key']} ({strategy} {r['roofline_efficiency']:.3f})" for row in ok_rows(rows)
-             for strategy in STRATEGIES if (r := strategy_record(row, strategy)) and r["roofline_efficiency"] > 1]
+    above = [f"{row['key']} ({strategy} {r[measure]:.3f})" for measure in ("roofline_efficiency", "vta_efficiency")
+             for row in ok_rows(rows) for strategy in STRATEGIES
+             if (r := strategy_record(row, strategy)) and r[measure] > 1]
     if above:
-        lines += ["", f"Roofline efficiency above 1 (the bound assumes one bus shared by every transfer; the cycle "
-                      f"model moved data faster) on {len(above)}: {', '.join(above)}."]
+        lines += ["", f"Roofline or VTA-aware efficiency above 1 (the bounds assume one bus shared by every transfer; "
+                      f"the cycle model moved data faster) on {len(above)}: {', '.join(above)}."]
     lines += ["", "## Operators", "",
               "| key | operator | MACs | cycles untuned / rule / tuned / embedder | speedup vs untuned / rule / tuned "
               "| vta efficiency rule / tuned / embedder | embedder embedding | verified |",
@@ -366,7 +378,8 @@ def plot_roofline(rows: list[dict], config: HwConfig, path: Path) -> None:
         roof.legend(fontsize=8)
         vta.axhline(1.0, color="black", linewidth=0.8)
         vta.set_xscale("log")
-        vta.set_ylim(0, 1.05)
+        vta.set_ylim(0, max(1.05, max(r["vta_efficiency"] for row in rows for strategy in STRATEGIES
+                                      if (r := strategy_record(row, strategy)) is not None) * 1.05))
         vta.legend(fontsize=8)
     roof.set_xlabel("arithmetic intensity (MAC per tensor byte)")
     roof.set_ylabel("achieved MAC per cycle")

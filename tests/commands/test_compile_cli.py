@@ -25,6 +25,7 @@ def test_json_report_is_verified_and_writes_a_bundle(tmp_path):
         assert baseline["cycles"] / report["cycles"] == report["speedup_vs_" + name]
         assert 0 < baseline["roofline_efficiency"] <= baseline["vta_efficiency"] <= 1
         assert baseline["embedding"] == "b<-(n), i<-(c), o<-(k); loops g,oh,ow,r,s"
+        assert baseline["verified"] is True
     assert report["baselines"]["untuned"]["schedule"]["virtual_threads"] is None
     assert report["macs"] == 20 * 6 * 6 * 5 * 9
     assert 0 < report["roofline_efficiency"] <= 1

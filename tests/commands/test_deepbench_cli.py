@@ -76,4 +76,4 @@ def test_resuming_into_rows_of_an_older_format_is_refused(tmp_path):
     (out / "rows.jsonl").write_text(json.dumps(old_row) + "\n")
     result = CliRunner().invoke(cli.main, ["deepbench", "--suite", "gemm", "--quick", "--out", str(out)])
     assert result.exit_code == 2
-    assert "holds rows of format 1, this version writes format 2" in result.output
+    assert "holds rows of format 1, this version writes format 3" in result.output

@@ -1,7 +1,7 @@
 """design.md's measures, computed by hand for small operators."""
 import pytest
 
-from embedder.evaluate.metrics import bounds, speedup, tensor_bytes
+from embedder.evaluate.metrics import bounds, tensor_bytes
 from embedder.hw import load_spec
 from embedder.ops.conv2d import Conv2d
 from embedder.ops.gemm import Gemm
@@ -46,10 +46,6 @@ def test_conv_bytes_use_true_shapes_without_padding():
     # data 3*8*8 = 192, weight 20*3*3*3 = 540, out 20*8*8 = 1280
     assert tensor_bytes(nest) == 192 + 540 + 1280
     assert bounds(nest, CONFIG, TIMING).compute_cycles == op.macs / 256
-
-
-def test_speedup_is_baseline_over_embedder():
-    assert speedup(300, 100) == 3.0
 
 
 def test_strided_1x1_conv_reads_a_quarter_of_its_input():

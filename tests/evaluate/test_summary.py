@@ -3,7 +3,7 @@ import csv
 
 import pytest
 
-from embedder.evaluate.summary import (Distribution, attribution_lines, geomean, groups, low_utilization,
+from embedder.evaluate.summary import (Distribution, attribution_lines, geomean, groups, low_utilization_subsets,
                                        speedup_cause, write_summary)
 from embedder.hw import load_spec
 
@@ -23,7 +23,7 @@ def row(key, suite, speedup, eff_base=0.2, eff_emb=0.7, status="ok", fill=(1.0, 
                 "error": "InfeasibleError: no | tile"}
     tuned = int(100 * speedup)
     baselines = {"untuned": record(4 * tuned, eff_base / 4, fill[0], utilization=0.1) if untuned
-                 else {"skipped": "not generated: 300000 tile steps exceed the cap of 100000", "tile": {}},
+                 else {"skipped": "not generated: 300000 tile steps exceed the cap of 20000", "tile": {}},
                  "rule": record(2 * tuned, eff_base / 2, fill[0], utilization=rule_utilization),
                  "tuned": record(tuned, eff_base, fill[0])}
     return {"key": key, "suite": suite, "set": "server", "label": key, "macs": 1000, "status": "ok",
@@ -46,7 +46,7 @@ def test_groups_name_min_and_max_operators_per_baseline():
     summaries = {g.name: g for g in groups(rows)}
     everything = summaries["all"]
     assert everything.count == 3
-    assert everything.speedup.geomean == pytest.approx(18 ** (1 / 3))  # the headline is against tuned
+    assert everything.speedups["tuned"].speedup.geomean == pytest.approx(18 ** (1 / 3))  # the headline
     assert everything.speedups["rule"].speedup.geomean == pytest.approx(2 * 18 ** (1 / 3))
     # untuned has a program on two of the three rows: its figures are over those two, and say so
     assert everything.speedups["untuned"].count == 2
@@ -58,13 +58,16 @@ def test_groups_name_min_and_max_operators_per_baseline():
     assert summaries["conv"].vta_efficiency["embedder"].geomean == pytest.approx(0.84)
 
 
-def test_low_utilisation_subset_uses_the_untuned_or_rule_baseline():
+def test_low_utilisation_subsets_are_per_baseline():
     busy = row("c1", "conv", 1.0, untuned=False, rule_utilization=0.6)
     idle_rule = row("c2", "conv", 3.0, untuned=False, rule_utilization=0.2)
     idle_untuned = row("c3", "conv", 2.0, rule_utilization=0.6)  # untuned utilization 0.1
-    assert [low_utilization(r) for r in (busy, idle_rule, idle_untuned)] == [False, True, True]
-    low = next(g for g in groups([busy, idle_rule, idle_untuned]) if g.name.startswith("low utilisation"))
-    assert low.count == 2 and low.speedup.geomean == pytest.approx(6 ** 0.5)
+    subsets = low_utilization_subsets([busy, idle_rule, idle_untuned])
+    # against untuned: c3 only (the others have no untuned program); against rule: c2 (utilization 0.2)
+    assert subsets["untuned"].count == 1 and subsets["untuned"].speedup.geomean == pytest.approx(8.0)
+    assert subsets["rule"].count == 1 and subsets["rule"].speedup.geomean == pytest.approx(6.0)
+    # tuned utilization is eff_base / 2 = 0.1 on every row
+    assert subsets["tuned"].count == 3
 
 
 def test_write_summary_files(tmp_path):
@@ -72,8 +75,9 @@ def test_write_summary_files(tmp_path):
     paths = write_summary(rows, CONFIG, tmp_path, "DeepBench test")
     text = paths["summary.md"].read_text()
     assert "| all | tuned | 2 | 3.000 | 1.000 (c1: c1) | 9.000 (c2: c2) |" in text
+    assert "Low-utilisation subsets" in text and "| tuned | 2 | 3.000 |" in text
     assert "| all | untuned | 1 | 4.000 | 4.000 (c1: c1) | 4.000 (c1: c1) |" in text
-    assert "c2 untuned: not generated: 300000 tile steps exceed the cap of 100000" in text
+    assert "c2 untuned: not generated: 300000 tile steps exceed the cap of 20000" in text
     assert "## Failed operators" in text and "InfeasibleError: no / tile" in text
     records = list(csv.DictReader(paths["summary.csv"].open()))
     assert [r["key"] for r in records] == ["c1", "c2", "g2"]
@@ -116,4 +120,4 @@ def test_markdown_names_operators_that_kept_a_baseline_program(tmp_path):
 def test_efficiency_above_one_is_flagged_not_hidden(tmp_path):
     rows = [row("c1", "conv", 2.0, eff_emb=1.2)]
     text = write_summary(rows, CONFIG, tmp_path, "t")["summary.md"].read_text()
-    assert "Roofline efficiency above 1" in text and "c1 (embedder 1.200)" in text
+    assert "Roofline or VTA-aware efficiency above 1" in text and "c1 (embedder 1.200)" in text
