@@ -386,7 +386,7 @@ def plot_roofline(rows: list[dict], config: HwConfig, path: Path) -> None:
     roof.set_title(f"Roofline ({config.name})")
     vta.set_xlabel("arithmetic intensity (MAC per tensor byte)")
     vta.set_ylabel("VTA-aware efficiency = VTA bound / cycles")
-    vta.set_title("VTA-aware efficiency (GEMM and epilogue share the compute module)")
+    vta.set_title("VTA-aware efficiency (GEMM + epilogue compute roof)")
     figure.tight_layout()
     figure.savefig(path, dpi=150)
     plt.close(figure)
