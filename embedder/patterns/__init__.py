@@ -24,6 +24,7 @@ import json
 import re
 import tomllib
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -185,7 +186,24 @@ def _check_operands(entry: dict, nest: LoopNest, operands: dict[str, Operand], w
 
 
 def load_patterns(spec) -> list[Pattern]:
-    """Every pattern of a hardware spec (`HwSpec.pattern_files`), names unique across files."""
+    """Every pattern of a hardware spec (`HwSpec.pattern_files`), names unique across files.
+
+    Parsed and validated once per spec and version of its files (modification time and size): the
+    stages ask for the patterns of one spec many times (the reference rule once per admitted tile).
+    """
+    try:
+        versions = tuple((path, path.stat().st_mtime_ns, path.stat().st_size) for path in spec.pattern_files)
+    except OSError:  # a missing file: the uncached load names it
+        return _parse_patterns(spec)
+    return list(_cached_patterns(spec, versions))
+
+
+@lru_cache(maxsize=32)
+def _cached_patterns(spec, versions) -> tuple[Pattern, ...]:
+    return tuple(_parse_patterns(spec))
+
+
+def _parse_patterns(spec) -> list[Pattern]:
     patterns: list[Pattern] = []
     seen: dict[str, Path] = {}
     for path in spec.pattern_files:
