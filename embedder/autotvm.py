@@ -33,7 +33,7 @@ from pathlib import Path
 from embedder.baseline.reference import ReferenceTile, reference_schedule, tile_problem
 from embedder.codegen.image import run_and_verify, time_program
 from embedder.codegen.program import CompiledProgram, compile_schedule
-from embedder.errors import EmbedderError
+from embedder.errors import EmbedderError, OperatorError
 from embedder.hw.spec import HwSpec
 from embedder.ops.conv2d import Conv2d
 from embedder.ops.reference import requantize_shift
@@ -114,8 +114,8 @@ def _record(document: dict, line: int, network: str, path: Path) -> TuningRecord
                           pad_h=padding[0], pad_w=padding[1], dilation_h=dilation[0], dilation_w=dilation[1],
                           groups=groups)
         missing = [name for name in KNOBS if name not in knobs]
-    except EmbedderError:
-        raise
+    except OperatorError as error:  # a shape our Conv2d rejects
+        raise EmbedderError(f"{path}:{line}: {error}") from None
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as error:
         raise EmbedderError(f"{path}:{line}: malformed conv record ({type(error).__name__}: {error})") from None
     if missing:

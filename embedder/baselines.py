@@ -92,9 +92,11 @@ def untuned_baseline(nest: LoopNest, spec: HwSpec, max_steps: int = UNTUNED_MAX_
     problem = tile_problem(nest, spec.config)
     tile = untuned_tile(problem)
     schedule = reference_schedule(nest, spec, tile)
+    generate = _generator(nest, spec)
     steps = tile.steps(problem)
     if steps <= max_steps:
-        scheduled = time_candidates([Candidate(schedule, 0.0)], _generator(nest, spec), spec, schedule.embedding, 1)
+        program = generate(schedule)
+        scheduled = ScheduledProgram(program, time_program(program, spec.timing)["cycles"])
         return Baseline("untuned", scheduled, time.perf_counter() - start, tile.as_dict())
     extents = schedule_dims(nest, schedule.embedding)
     ragged = [d for d, t in schedule.tile.items() if extents[d] % t]
@@ -110,14 +112,12 @@ def untuned_baseline(nest: LoopNest, spec: HwSpec, max_steps: int = UNTUNED_MAX_
     geometries = operand_geometries(nest, schedule.embedding)
     period = prefix_period([reload_period(schedule.order, counts, reductions, geometries[operand])
                             for operand in ("inp", "wgt")])
-    longest = (2 * period + total % period + period) * steps_per_tile
-    if total < 3 * period + total % period or longest > PREFIX_STEPS_PER_CAP * max_steps:
+    prefixes = prefix_tiles(total, period)
+    if prefixes is None or prefixes[-1] * steps_per_tile > PREFIX_STEPS_PER_CAP * max_steps:
         return Baseline("untuned", None, time.perf_counter() - start, tile.as_dict(),
                         skipped=f"{over}, and its {total} tiles of {steps_per_tile} steps are too few or too long "
                                 f"to time by {period}-tile periods")
-    shift = requantize_shift(nest)
-    timed = time_by_prefixes(lambda tiles: compile_schedule(nest, schedule, spec.config, shift, output_tiles=tiles),
-                             total, spec, period)
+    timed = time_by_prefixes(lambda tiles: generate(schedule, tiles), total, spec, period)
     if timed is None:
         return Baseline("untuned", None, time.perf_counter() - start, tile.as_dict(),
                         skipped=f"{over}, and its prefixes of {period}-tile periods reach no steady state")
@@ -146,6 +146,14 @@ def prefix_period(reload_periods: list[int]) -> int:
     return base * -(-STEADY_PERIOD_TILES // base)
 
 
+def prefix_tiles(total_tiles: int, period: int) -> list[int] | None:
+    """The three prefixes k, k + P, k + 2P (k = P + total mod P) of a program of `total_tiles` tiles; None when
+    the program is shorter than the longest."""
+    first = period + total_tiles % period
+    prefixes = [first, first + period, first + 2 * period]
+    return prefixes if prefixes[-1] <= total_tiles else None
+
+
 def time_by_prefixes(generate_prefix, total_tiles: int, spec: HwSpec,
                      period: int = STEADY_PERIOD_TILES) -> tuple[ScheduledProgram, dict] | None:
     """Time a program of `total_tiles` accumulator tiles that repeat every `period` tiles by three prefixes
@@ -154,10 +162,10 @@ def time_by_prefixes(generate_prefix, total_tiles: int, spec: HwSpec,
     `generate_prefix(k)` is the complete program of the first k tiles.  Returns the first prefix
     with the whole program's cycles, and what was extrapolated; None without a steady state.
     """
-    first = period + total_tiles % period
-    if total_tiles < first + 2 * period:
+    prefixes = prefix_tiles(total_tiles, period)
+    if prefixes is None:
         raise InfeasibleError(f"{total_tiles} tiles are too few to time by {period}-tile periods")
-    prefixes = [first, first + period, first + 2 * period]
+    first = prefixes[0]
     programs = [generate_prefix(tiles) for tiles in prefixes]
     measured = [(time_program(program, spec.timing)["cycles"], program.stats["instructions"],
                  program.stats["dram_bytes_moved"]) for program in programs]
@@ -224,5 +232,6 @@ def compile_baselines(nest: LoopNest, spec: HwSpec, timed: int) -> dict[str, Bas
 
 
 def _generator(nest: LoopNest, spec: HwSpec):
+    """`generate(schedule, output_tiles=None)`: the operator's program of a schedule (or of its first tiles)."""
     shift = requantize_shift(nest)
-    return lambda schedule: compile_schedule(nest, schedule, spec.config, shift)
+    return lambda schedule, output_tiles=None: compile_schedule(nest, schedule, spec.config, shift, output_tiles)

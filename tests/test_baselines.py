@@ -133,7 +133,7 @@ def test_prefixes_longer_than_the_cap_allows_are_refused():
         "too long to time by 32-tile periods")
 
 
-def test_time_by_prefixes_refuses_without_a_steady_state():
+def test_time_by_prefixes_refuses_without_a_steady_state(monkeypatch):
     # A program whose tiles grow cannot be extrapolated: the prefixes' growth differs.
     programs = []
 
@@ -146,12 +146,8 @@ def test_time_by_prefixes_refuses_without_a_steady_state():
         return Fake(tiles)
 
     import embedder.baselines as baselines_module
-    original = baselines_module.time_program
-    baselines_module.time_program = lambda program, timing: {"cycles": program.stats["instructions"]}
-    try:
-        assert time_by_prefixes(generate, 1000, SPEC, period=32) is None
-    finally:
-        baselines_module.time_program = original
+    monkeypatch.setattr(baselines_module, "time_program", lambda program, timing: {"cycles": program.stats["instructions"]})
+    assert time_by_prefixes(generate, 1000, SPEC, period=32) is None
     assert programs == [40, 72, 104]  # 32 + 1000 mod 32, then one and two periods more
 
 

@@ -54,6 +54,7 @@ embedder's own tile search choose tiles and loop order.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import product
 from math import ceil
 
 from embedder.embedding import model as embedding_model
@@ -189,19 +190,16 @@ def rule_tiles(problem: TileProblem, config: HwConfig) -> tuple[str, list[Refere
 
 
 def _admitted(problem: TileProblem, config: HwConfig, threads: int, min_outputs: int):
-    share = threads  # each thread's footprints fit 1/threads of every buffer
-    caps = (config.inp_depth // share, config.wgt_depth // share, config.acc_depth // share)
-    for b_f in divisors(problem.batch_blocks):
-        for h_f in divisors(problem.out_h):
-            for w_f in divisors(problem.out_w):
-                for ci_f in divisors(problem.in_blocks):
-                    for co_f in divisors(problem.out_blocks):
-                        for axis in _thread_axes(threads, h_f, co_f):
-                            tile = ReferenceTile(b_f, h_f, w_f, ci_f, co_f, axis)
-                            footprints = tile.footprints(problem)
-                            if all(need <= cap for need, cap in zip(footprints, caps)) \
-                                    and footprints[2] >= min_outputs:
-                                yield tile
+    """Tiles of divisor factors whose thread footprints fit 1/threads of every buffer, with min_outputs acc
+    elements per thread."""
+    caps = (config.inp_depth // threads, config.wgt_depth // threads, config.acc_depth // threads)
+    extents = (problem.batch_blocks, problem.out_h, problem.out_w, problem.in_blocks, problem.out_blocks)
+    for b_f, h_f, w_f, ci_f, co_f in product(*(divisors(extent) for extent in extents)):
+        for axis in _thread_axes(threads, h_f, co_f):
+            tile = ReferenceTile(b_f, h_f, w_f, ci_f, co_f, axis)
+            footprints = tile.footprints(problem)
+            if all(need <= cap for need, cap in zip(footprints, caps)) and footprints[2] >= min_outputs:
+                yield tile
 
 
 def _thread_axes(threads: int, h_f: int, co_f: int) -> list[str | None]:

@@ -302,7 +302,9 @@ def attribution_lines(rows: list[dict], threshold: float = 1.5) -> list[str]:
     return lines
 
 
-BASELINE_STYLE = {"untuned": ("v", "tab:gray"), "rule": ("s", "tab:blue"), "tuned": ("o", "tab:red")}
+# Marker and colour of each strategy in both plots (the embedder's hollow circles only in the roofline).
+STYLE = {"untuned": ("v", "tab:gray"), "rule": ("s", "tab:blue"), "tuned": ("x", "tab:red"),
+         "embedder": ("o", "tab:green")}
 
 
 def _log_axis(axes) -> None:
@@ -325,7 +327,7 @@ def plot_speedup(rows: list[dict], path: Path) -> None:
             if not points:
                 continue
             values = [value for _, value in points]
-            marker, color = BASELINE_STYLE[baseline]
+            marker, color = STYLE[baseline]
             axes.scatter([x for x, _ in points], values, marker=marker, s=12, color=color,
                          label=f"vs {baseline}: geomean {geomean(values):.2f}x over {len(values)}")
         axes.axhline(1.0, color="black", linewidth=0.8)
@@ -347,9 +349,6 @@ def plot_speedup(rows: list[dict], path: Path) -> None:
     plt.close(figure)
 
 
-ROOFLINE_STYLE = {"untuned": ("v", "tab:gray"), "rule": ("s", "tab:blue"), "tuned": ("x", "tab:red"),
-                  "embedder": ("o", "tab:green")}
-
 
 def plot_roofline(rows: list[dict], config: HwConfig, path: Path) -> None:
     """Left: achieved MAC/cycle against arithmetic intensity (MAC/byte) with the plain roof.  Right: the
@@ -358,7 +357,7 @@ def plot_roofline(rows: list[dict], config: HwConfig, path: Path) -> None:
     figure, (roof, vta) = plt.subplots(1, 2, figsize=(12, 4.5))
     if rows:
         intensity = [row["bounds"]["intensity"] for row in rows]
-        for strategy, (marker, color) in ROOFLINE_STYLE.items():
+        for strategy, (marker, color) in STYLE.items():
             points = [(row["bounds"]["intensity"], row["macs"], r) for row in rows
                       if (r := strategy_record(row, strategy)) is not None]
             if not points:

@@ -40,9 +40,14 @@ class OperandGeometry:
     operand: str
     layout: TensorLayout
     axes: tuple[GridAxisTerms, ...]
-    # Transfers of a box at the grid origin, by box sizes (a box elsewhere only shifts their DRAM offsets),
-    # and the axes' nonzero terms.
+    # Transfers of a box at the grid origin, by box sizes (a box elsewhere only shifts their DRAM offsets).
     _transfer_cache: dict = field(default_factory=dict, compare=False, repr=False)
+    # (dim, coefficient) pairs of every grid axis, nonzero only: the hot loops of code generation read these.
+    _terms: tuple = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "_terms", tuple(tuple((d, c) for d, c in axis.coefficients.items() if c)
+                                                 for axis in self.axes))
 
     @property
     def dims(self) -> frozenset[str]:
@@ -61,14 +66,6 @@ class OperandGeometry:
                 size += abs(c) * (extents[d] - 1)
             sizes.append(size)
         return tuple(sizes)
-
-    @property
-    def _terms(self) -> tuple[tuple[tuple[str, int], ...], ...]:
-        """(dim, coefficient) pairs of every grid axis, nonzero only (the hot loops of code generation read these)."""
-        if "terms" not in self._transfer_cache:
-            self._transfer_cache["terms"] = tuple(tuple((d, c) for d, c in axis.coefficients.items() if c)
-                                                  for axis in self.axes)
-        return self._transfer_cache["terms"]
 
     def box_elements(self, extents: dict[str, int]) -> int:
         return prod(self.box_sizes(extents))

@@ -70,6 +70,10 @@ def test_rule_admits_exactly_the_tiles_whose_thread_footprints_fit_half_buffers(
         assert split % 2 == 0
     # 7 rows are odd, so only the output-channel blocks can be split by the threads
     assert {tile.thread_axis for tile in tiles} == {"o_block"}
+    # ... and every tile of that form that satisfies the three conditions is admitted
+    by_hand = [(h, w, ci, co) for h in (1, 7) for w in (1, 7) for ci in divisors(32) for co in (2, 4, 8, 16, 32)
+               if (h + 2) * (w + 2) * ci <= 1024 and 9 * ci * co // 2 <= 512 and 2 <= h * w * co // 2 <= 1024]
+    assert sorted((t.h_f, t.w_f, t.ci_f, t.co_f) for t in tiles) == sorted(by_hand)
     # The whole 7x7 plane with co_f = 32 (16 blocks a thread): acc 49*16 = 784 fits, weights 9*ci_f*16 fit half
     # the buffer for ci_f = 1 (144) but not for ci_f = 4 (576 > 512).
     assert ReferenceTile(1, 7, 7, 1, 32, "o_block") in tiles
