@@ -105,8 +105,9 @@ class OperandGeometry:
         """2-D DMA transfers that copy the box between the row-major grid (DRAM) and the packed box (SRAM).
 
         The innermost axes the box spans completely merge with the next one
-        into one contiguous run (x); the axis outside it becomes y, with the
-        grid pitch as x_stride; every further axis is a separate transfer.
+        into one contiguous run (x); the nearest axis outside it that the box
+        spans more than once becomes y, with its grid pitch as x_stride;
+        every further axis is a separate transfer.
         A pitch beyond `max_stride` (the 16-bit x_stride field) falls back
         to one transfer per row.
         """
@@ -128,10 +129,15 @@ class OperandGeometry:
             k -= 1
         # Axes k.. form one contiguous DRAM run of `run` elements.
         run = sizes[k] * prod(shape[k + 1:])
-        if k == 0:
+        # The row axis (y) is the nearest outer axis the box spans more than once:
+        # axes of one element in between (a convolution's group axis) move no address.
+        y_axis = k - 1
+        while y_axis > 0 and sizes[y_axis] == 1:
+            y_axis -= 1
+        if k == 0 or sizes[y_axis] == 1:
             outer_axes, y_size, pitch = (), 1, run
         else:
-            outer_axes, y_size, pitch = tuple(range(k - 1)), sizes[k - 1], prod(shape[k:])
+            outer_axes, y_size, pitch = tuple(range(y_axis)), sizes[y_axis], prod(shape[y_axis + 1:])
         grid_strides = self._grid_strides()
         strided = y_size == 1 or pitch <= max_stride
         transfers: list[Transfer] = []

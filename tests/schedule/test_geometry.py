@@ -51,3 +51,11 @@ def test_accumulator_box_is_exact_and_input_box_of_strided_rows_is_not():
     extents = {"g": 1, "oh": 3, "ow": 4, "r": 1, "s": 1, "b_block": 1, "i_block": 1, "o_block": 2}
     assert geometries["acc"].is_exact(extents)
     assert not geometries["inp"].is_exact(extents)  # stride 2 with one filter row skips rows
+
+
+def test_rows_skip_axes_of_one_element():
+    """16 input-channel blocks of one output row: one load of 16 rows, not 16 loads (the group axis lies between)."""
+    nest = Conv2d(1, 256, 14, 14, 64, 1, 1, stride_h=2, stride_w=2).loop_nest()
+    inp = operand_geometries(nest, reference_embedding(nest, load_spec()))["inp"]
+    rows, cols = inp.grid_shape[-2:]
+    assert inp.transfers((0, 0, 0, 2, 0), (1, 16, 1, 1, cols), 65535) == [(0, 2 * cols, 16, cols, rows * cols)]
