@@ -129,6 +129,24 @@ def import_autotvm(log, hw, as_json, no_verify):
 
 
 @main.command()
+@click.argument("logs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--hw", default=DEFAULT_SPEC, show_default=True, help="Spec to calibrate (its device string picks the records).")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Calibrated spec to write.")
+@click.option("--train", multiple=True, default=("Resnet-18",), show_default=True,
+              help="Fit on the groups whose name contains this (network, device or month YYYY-MM); repeatable.")
+@click.option("--fit", "names", default="dram_bytes_per_cycle,dma_row_latency", show_default=True,
+              help="Comma-separated timing constants to fit.")
+@click.option("--verify", is_flag=True, help="Also run each program bit-exactly against numpy.")
+@click.option("--no-leave-one-out", is_flag=True, help="Skip the leave-one-layer-out refits.")
+def calibrate(logs, hw, out_path, train, names, verify, no_leave_one_out):
+    """Fit the spec's timing constants to measured runs in AutoTVM logs and write a calibrated spec."""
+    from embedder.commands.calibrate import calibrate_command
+
+    calibrate_command(logs, hw, out_path, train, tuple(n.strip() for n in names.split(",") if n.strip()), verify,
+                      not no_leave_one_out)
+
+
+@main.command()
 @click.option("--suite", type=click.Choice(["conv", "gemm", "all"]), default="all", show_default=True)
 @click.option("--set", "op_set", type=click.Choice(["server", "device", "all"]), default="all", show_default=True)
 @click.option("--hw", default=DEFAULT_SPEC, show_default=True)

@@ -81,7 +81,7 @@ class CompileResult:
         if self.kernel is None:
             return bounds(self.nest, self.spec.config, self.spec.timing)
         return alu_bounds(self.nest, self.kernel.element_ops, self.kernel.read_bytes(self.spec.config), self.spec.config,
-                          self.spec.timing.alu_cycles_per_uop)
+                          self.spec.timing)
 
 
 def compile_operator(operator, spec: HwSpec, time_limit: float = 10.0, embeddings: int = EMBEDDINGS_TRIED,

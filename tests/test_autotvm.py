@@ -5,27 +5,12 @@ import pytest
 from click.testing import CliRunner
 
 import cli
+from autotvm_log import DEVICE_1X16, conv_record
 from embedder.autotvm import device_of, import_record, read_log
 from embedder.baseline.reference import ReferenceTile
 from embedder.errors import EmbedderError
 from embedder.hw import load_spec
 from embedder.ops.conv2d import Conv2d
-
-DEVICE_1X16 = "pynq_1x16_i8w8a32_15_15_18_17"
-
-
-def conv_record(data, kernel, strides, padding, knobs, seconds, device=DEVICE_1X16, groups=None):
-    """A record as TVM's AutoTVM writes them (figures from TopHub's vta_v0.10.log)."""
-    task = "conv2d_packed.vta" if groups is None else "group_conv2d_packed.vta"
-    args = [["TENSOR", data, "int8"], ["TENSOR", kernel, "int8"], strides, padding, [1, 1]]
-    args += ([groups] if groups is not None else []) + (["NCHW1n16c"] if groups is None else []) + ["int32"]
-    entity = [[name, "sp", value] for name, value in zip(("tile_b", "tile_h", "tile_w", "tile_ci", "tile_co"),
-                                                          knobs[:5])]
-    entity += [["oc_nthread", "ot", knobs[5]], ["h_nthread", "ot", knobs[6]]]
-    return json.dumps({"input": [f"ext_dev -device=vta -keys=cpu -model={device}", task, args, {}],
-                       "config": {"index": 1, "code_hash": None, "entity": entity},
-                       "result": [[seconds], 0, 8.0, 1562812841.13], "version": 0.2, "tvm_version": "0.7.dev0"})
-
 
 # ResNet-18 on the 1x16 core: a 3x3 layer (threads over co) and a 1x1 stride-2 layer (threads over rows);
 # a MobileNet-G grouped layer; an arm_cpu record the importer leaves alone.

@@ -389,13 +389,16 @@ def with_deps(insn, **flags):
 
 
 def compile_schedule(nest: LoopNest, schedule: Schedule, config: HwConfig, shift: int,
-                     output_tiles: int | None = None) -> CompiledProgram:
+                     output_tiles: int | None = None, reload_every_step: bool = False) -> CompiledProgram:
     """Generate the program of `schedule` with requantize shift `shift`.
 
     DRAM addresses follow `DataRegions.plan`; `embedder.codegen.image` builds the image.
     InfeasibleError names the limit a schedule violates.  With `output_tiles`, the program
     computes only the first that many accumulator tiles (a complete program of its own, for
-    timing a long periodic program by its prefixes; its output is partial).
+    timing a long periodic program by its prefixes; its output is partial).  An operand
+    whose box is the one already on chip is not loaded again, unless `reload_every_step`
+    (what TVM's VTA conv2d schedule does: each virtual thread loads data and kernel at
+    every tile_ci step; `embedder.autotvm` reproduces it).
     """
     geometries = operand_geometries(nest, schedule.embedding)
     dims, reductions, full, steps = schedule_steps(nest, schedule, geometries["acc"], output_tiles)
@@ -409,7 +412,7 @@ def compile_schedule(nest: LoopNest, schedule: Schedule, config: HwConfig, shift
         loaded = []
         for operand in ("inp", "wgt"):
             box = _box(geometries[operand], step)
-            if previous.get(operand) != box:
+            if reload_every_step or previous.get(operand) != box:
                 loaded.append(operand)
                 reloads[operand] += 1
                 previous[operand] = box

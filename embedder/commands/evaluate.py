@@ -46,7 +46,7 @@ def deepbench_command(suite: str, op_set: str, hw: str, jobs: int, out_dir: str,
     rows = run_batch(operators, evaluate, rows_path, jobs=jobs)
     title = f"DeepBench inference: suite {suite}, set {op_set}{', quick' if quick else ''}" \
             f"{', timing only' if timing_only else ''}"
-    paths = write_summary(rows, spec.config, out, title)
+    paths = write_summary(rows, spec.config, out, title, spec.timing.dram_rate(spec.config))
     failed = sum(row.get("status") != "ok" for row in rows)
     for summary in groups(rows)[:1]:
         click.echo(f"{summary.count} operators on {spec.name}; embedder roofline efficiency geomean "

@@ -35,14 +35,15 @@ every solution is a distinct embedding.  The model has one variable per
 (dim, axis) pair and role map, whatever the sizes: its size depends on the
 number of dims only.  Solutions are enumerated with a fixed seed and one
 worker, then ranked by predicted cycles: max(compute cycles, DRAM bytes /
-bus bytes per cycle), the bytes counting replication (im2col) and padding.
+DRAM bytes per cycle (the spec's sustained rate)), the bytes counting
+replication (im2col) and padding.
 """
 from __future__ import annotations
 
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from math import prod
+from math import ceil, prod
 
 from ortools.sat.python import cp_model
 
@@ -267,8 +268,8 @@ def rank_embedding(nest: LoopNest, pattern: Pattern, embedding: Embedding, spec,
         out_operand = next(op for op, tensor in embedding.operand_map.items() if tensor == nest.output.tensor)
         data_bytes += layouts[out_operand].elements * lanes * config.acc_width // 8
     per_uop = timing.alu_cycles_per_uop if isinstance(pattern.nest, AluNest) else timing.gemm_cycles_per_uop
-    compute = issued * per_uop
-    memory = -(-data_bytes // config.bus_bytes)
+    compute = ceil(issued * per_uop)
+    memory = ceil(data_bytes / timing.dram_rate(config))
     return RankedEmbedding(
         embedding=embedding, layouts=layouts, utilization=nest.macs / (issued * lanes), issued=issued,
         data_bytes=data_bytes, compute_cycles=compute, memory_cycles=memory, predicted_cycles=max(compute, memory),

@@ -1,7 +1,7 @@
 """The per-operator measures of design.md ("What we measure").
 
     compute bound        = macs / (BATCH * BLOCK_IN * BLOCK_OUT)               cycles
-    memory bound         = (input + weight + output bytes, once, int8) / bus bytes per cycle
+    memory bound         = (input + weight + output bytes, once, int8) / DRAM bytes per cycle
     roofline efficiency  = max(compute bound, memory bound) / cycles             (<= 1)
     VTA-aware bound      = max(compute bound * gemm_cycles_per_uop
                                + epilogue element ops / (BATCH * BLOCK_OUT) * alu_cycles_per_uop,
@@ -19,7 +19,7 @@ alu_cycles_per_uop cycles:
 
     compute bound        = element ops / (BATCH * BLOCK_OUT) * alu_cycles_per_uop   cycles
     memory bound         = (bytes of the tensors read, at their DRAM width: int8,
-                            or int32 for requantize's input, + int8 output) / bus bytes
+                            or int32 for requantize's input, + int8 output) / DRAM bytes per cycle
     utilization          = compute bound / cycles          (for GEMM this is the formula above)
 
 VTA's GEMM and ALU instructions share the compute module and run one after
@@ -28,6 +28,10 @@ the other, so the requantize epilogue that every conv and GEMM ends with
 compute time no program can hide: the VTA-aware bound adds it to the GEMM
 time.  For ALU operators the compute bound already is ALU time, so both
 bounds coincide.
+
+DRAM bytes per cycle is the spec's sustained `dram_bytes_per_cycle` where
+it is calibrated against measured hardware (the nominal bus width moves
+more than VTA's loads and stores ever sustain), else the bus width.
 
 `macs` are the operator's true multiply-accumulates (no padding lanes), and
 the bytes are the tensor elements the operator reads or writes at their true
@@ -111,11 +115,11 @@ def bounds(nest: LoopNest, config: HwConfig, timing: TimingModel) -> Bounds:
     epilogue_ops = EPILOGUE_OPS_PER_OUTPUT * prod(nest.output.shape)
     vta_compute = (compute * timing.gemm_cycles_per_uop
                    + epilogue_ops / (config.batch * config.block_out) * timing.alu_cycles_per_uop)
-    return Bounds(nest.macs, data, compute, data / config.bus_bytes, vta_compute)
+    return Bounds(nest.macs, data, compute, data / timing.dram_rate(config), vta_compute)
 
 
 def alu_bounds(nest: LoopNest, element_ops: int, read_bytes: dict[str, int], config: HwConfig,
-               alu_cycles_per_uop: int) -> Bounds:
+               timing: TimingModel) -> Bounds:
     """Bounds of an ALU operator whose nests share `nest`'s dims and output (module docstring).
 
     `read_bytes`: each tensor the operator reads -> DRAM bytes per element;
@@ -125,6 +129,6 @@ def alu_bounds(nest: LoopNest, element_ops: int, read_bytes: dict[str, int], con
     data = sum(touched_elements(nest.access(tensor), sizes) * width for tensor, width in read_bytes.items())
     data += touched_elements(nest.output, sizes) * config.out_width // 8
     lanes = config.batch * config.block_out
-    compute = element_ops / lanes * alu_cycles_per_uop
-    return Bounds(element_ops, data, compute, data / config.bus_bytes, compute)
+    compute = element_ops / lanes * timing.alu_cycles_per_uop
+    return Bounds(element_ops, data, compute, data / timing.dram_rate(config), compute)
 

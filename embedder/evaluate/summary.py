@@ -350,7 +350,7 @@ def plot_speedup(rows: list[dict], path: Path) -> None:
 
 
 
-def plot_roofline(rows: list[dict], config: HwConfig, path: Path) -> None:
+def plot_roofline(rows: list[dict], config: HwConfig, dram_rate: float, path: Path) -> None:
     """Left: achieved MAC/cycle against arithmetic intensity (MAC/byte) with the plain roof.  Right: the
     VTA-aware efficiency (GEMM + epilogue compute roof, memory roof) of every strategy against intensity."""
     rows = ok_rows(rows)
@@ -368,10 +368,11 @@ def plot_roofline(rows: list[dict], config: HwConfig, path: Path) -> None:
             vta.scatter([x for x, _, _ in points], [r["vta_efficiency"] for _, _, r in points], marker=marker, s=14,
                         label=strategy, **hollow)
         low, high = min(intensity) / 2, max(intensity) * 2
-        knee = config.macs_per_cycle / config.bus_bytes
+        knee = config.macs_per_cycle / dram_rate
         xs = [low, *([knee] if low < knee < high else []), high]
-        roof.plot(xs, [min(config.macs_per_cycle, config.bus_bytes * x) for x in xs], color="black",
-                  linewidth=1.2, label=f"roof: {config.macs_per_cycle} MAC/cycle, {config.bus_bytes} B/cycle")
+        roof.plot(xs, [min(config.macs_per_cycle, dram_rate * x) for x in xs], color="black", linewidth=1.2,
+                  label=f"roof: {config.macs_per_cycle} MAC/cycle, {dram_rate:g} B/cycle DRAM "
+                        f"(bus {config.bus_bytes} B/cycle)")
         roof.set_xscale("log")
         roof.set_yscale("log")
         roof.legend(fontsize=8)
@@ -391,11 +392,11 @@ def plot_roofline(rows: list[dict], config: HwConfig, path: Path) -> None:
     plt.close(figure)
 
 
-def write_summary(rows: list[dict], config: HwConfig, out_dir: Path, title: str) -> dict[str, Path]:
+def write_summary(rows: list[dict], config: HwConfig, out_dir: Path, title: str, dram_rate: float) -> dict[str, Path]:
     """summary.md, summary.csv, speedup.png and roofline.png in out_dir; returns their paths."""
     paths = {name: out_dir / name for name in ("summary.md", "summary.csv", "speedup.png", "roofline.png")}
     paths["summary.md"].write_text(markdown(rows, config.name, title))
     write_csv(rows, paths["summary.csv"])
     plot_speedup(rows, paths["speedup.png"])
-    plot_roofline(rows, config, paths["roofline.png"])
+    plot_roofline(rows, config, dram_rate, paths["roofline.png"])
     return paths

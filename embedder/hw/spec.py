@@ -23,15 +23,24 @@ DEFAULT_SPEC = "pynq_1x16x16"
 
 @dataclass(frozen=True)
 class TimingModel:
-    """Cycle-model constants; each spec file says where its values come from."""
+    """Cycle-model constants; each spec file says where its values come from.
 
-    gemm_cycles_per_uop: int  # cycles per GEMM micro-op iteration
-    alu_cycles_per_uop: int  # cycles per ALU micro-op iteration
-    compute_pipeline_depth: int  # cycles to drain the GEMM/ALU pipeline per instruction
-    dma_row_latency: int  # request latency of each row (y) of a LOAD or STORE
+    Constants fitted to measurements (`embed calibrate`) may be fractional; the
+    cycle model rounds each instruction's cost up to whole cycles.
+    """
+
+    gemm_cycles_per_uop: float  # cycles per GEMM micro-op iteration
+    alu_cycles_per_uop: float  # cycles per ALU micro-op iteration
+    compute_pipeline_depth: float  # cycles to drain the GEMM/ALU pipeline per instruction
+    dma_row_latency: float  # request latency of each row (y) of a LOAD or STORE
     insn_decode_cycles: int  # cycles a module spends decoding one instruction
     insn_queue_depth: int  # depth of each module's instruction queue, filled by fetch
     clock_mhz: float | None = None  # the accelerator's clock, to turn measured seconds into cycles
+    dram_bytes_per_cycle: float | None = None  # sustained DRAM data rate; None: the bus width
+
+    def dram_rate(self, config: HwConfig) -> float:
+        """Bytes the DRAM port moves per cycle: the calibrated rate, else the nominal bus width."""
+        return self.dram_bytes_per_cycle if self.dram_bytes_per_cycle is not None else config.bus_bytes
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,10 @@ def load_spec(name_or_path: str | Path = DEFAULT_SPEC) -> HwSpec:
         config = HwConfig.from_log_keys(document["hw"], name=document["name"])
     except SpecError as error:
         raise SpecError(f"{path}: field 'hw': {error}") from None
+    rate = document["timing"].get("dram_bytes_per_cycle")
+    if rate is not None and rate > config.bus_bytes:
+        raise SpecError(f"{path}: field 'timing.dram_bytes_per_cycle': {rate} exceeds the bus width of "
+                        f"{config.bus_bytes} bytes per cycle")
     pattern_files = []
     for relative in document["patterns"]:
         pattern_path = (path.parent / relative).resolve()

@@ -94,7 +94,7 @@ class CostModel:
 
     def beats(self, geometry: OperandGeometry, tile: dict[str, int], elem_bytes: int) -> float:
         """Cycles one tile's transfer holds the shared DRAM port."""
-        return geometry.box_elements(tile) * elem_bytes / self.config.bus_bytes
+        return geometry.box_elements(tile) * elem_bytes / self.timing.dram_rate(self.config)
 
     def dma_cycles(self, geometry: OperandGeometry, tile: dict[str, int], elem_bytes: int) -> float:
         sizes = geometry.box_sizes(tile)

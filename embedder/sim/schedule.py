@@ -12,9 +12,11 @@ The model (vta-isa.md section 4; hardware/xilinx/src/vta.cc for what the doc lea
   ``r_k = max(a_k, d_{k-1})``, then waits for its pops (the ``t``-th pop of a token
   queue matches the ``t``-th push into it), starts at ``b_k = max(r_k, pushes)``,
   runs for its cost and completes at ``d_k = b_k + cost``; its pushes happen at ``d_k``.
-* Costs (every instruction also pays ``insn_decode_cycles``):
-  LOAD / STORE: ``dma_row_latency`` per DRAM row (y), then ``ceil(bytes / bus_bytes)``
-  beats on the DRAM data port for the whole transfer, bytes counted on the DRAM side
+* Costs (every instruction also pays ``insn_decode_cycles``; fractional, calibrated
+  constants are rounded up to whole cycles per instruction):
+  LOAD / STORE: ``dma_row_latency`` per DRAM row (y), then ``ceil(bytes / rate)``
+  beats on the DRAM data port for the whole transfer, with ``rate`` the sustained
+  ``dram_bytes_per_cycle`` (the bus width when the spec has none), bytes counted on the DRAM side
   (an ACC_8BIT element reads BATCH x BLOCK_OUT bytes), then one cycle per padding
   element (vta.cc reset_mem writes one whole SRAM element per cycle and reads no DRAM);
   ``x_size = 0`` moves nothing (upstream returns early) and costs only the decode.
@@ -22,11 +24,20 @@ The model (vta-isa.md section 4; hardware/xilinx/src/vta.cc for what the doc lea
   ALU the same with ``alu_cycles_per_uop``; FINISH: decode only.
 * One DRAM data port.  The load, compute (micro-ops, acc) and store masters all
   reach DRAM through one AXI SmartConnect onto one bus-wide slave port
-  (hardware/xilinx/scripts/vivado.tcl), so the port moves ``bus_bytes`` per cycle in
+  (hardware/xilinx/scripts/vivado.tcl), so the port moves ``rate`` bytes per cycle in
   total: a transfer's beats take the earliest free stretch of the port at or after
   its request (the end of its row latency), never delaying beats already granted.
   Row latency overlaps other transfers (AXI keeps several requests outstanding).  Instruction fetch (16 bytes per
   instruction, running ahead of the modules) is not charged to the port.
+* Sustained rate, not bus width.  Measured on a Pynq-Z1 (TopHub's tuned ResNet-18
+  schedules, tests/data/autotvm), the DRAM-bound layers ran far slower than a port
+  moving 8 bytes every cycle: the 1x1 stride-2 convolutions at 1.56-2.26x the
+  bus-width model, the 3x3 layers whose 7x7 tiles reload 2.4 MB of weights at
+  1.57-1.64x, while compute-bound 3x3 layers were within 3-8 %.  A per-call or
+  per-instruction overhead does not explain both; a sustained rate and a per-row
+  latency do (`embed calibrate`: 3.97 bytes per cycle and 76 cycles per row on the
+  1x16 core, 4.01 and 0 on the 4x8 core, within 6 % and 11 % of every ResNet-18
+  record), so the port moves ``dram_bytes_per_cycle`` where a spec is calibrated.
 
 The model is evaluated in time order: among the three modules, the one whose next
 instruction can start earliest (it has arrived and the pushes it pops are known)
@@ -42,6 +53,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Sequence
+
+from math import ceil
 
 import numpy as np
 
@@ -103,7 +116,7 @@ class _CostModel:
     """Cycles one instruction occupies its module, without waiting (see the module docstring)."""
 
     def __init__(self, config: HwConfig, timing: TimingModel):
-        self.bus = config.bus_bytes
+        self.rate = timing.dram_rate(config)
         self.row = timing.dma_row_latency
         self.decode = timing.insn_decode_cycles
         self.gemm = timing.gemm_cycles_per_uop
@@ -119,11 +132,13 @@ class _CostModel:
             data = insn.y_size * insn.x_size * self.elem_bytes[insn.memory_type]
             width = insn.x_pad_0 + insn.x_size + insn.x_pad_1
             padding = width * (insn.y_pad_0 + insn.y_size + insn.y_pad_1) - insn.x_size * insn.y_size
-            return Cost(self.decode + insn.y_size * self.row, -(-data // self.bus), padding)
+            return Cost(self.decode + ceil(insn.y_size * self.row), ceil(data / self.rate), padding)
         if isinstance(insn, Gemm):
-            return Cost(self.decode + (insn.uop_end - insn.uop_bgn) * insn.iter_out * insn.iter_in * self.gemm + self.depth)
+            iterations = (insn.uop_end - insn.uop_bgn) * insn.iter_out * insn.iter_in
+            return Cost(self.decode + ceil(iterations * self.gemm + self.depth))
         if isinstance(insn, Alu):
-            return Cost(self.decode + (insn.uop_end - insn.uop_bgn) * insn.iter_out * insn.iter_in * self.alu + self.depth)
+            iterations = (insn.uop_end - insn.uop_bgn) * insn.iter_out * insn.iter_in
+            return Cost(self.decode + ceil(iterations * self.alu + self.depth))
         return Cost(self.decode)
 
 

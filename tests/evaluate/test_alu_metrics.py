@@ -11,14 +11,19 @@ def _bounds(operator, spec_name="pynq_1x16x16"):
     spec = load_spec(spec_name)
     kernel = alu_kernel(operator)
     return alu_bounds(kernel.nest, kernel.element_ops, kernel.read_bytes(spec.config), spec.config,
-                      spec.timing.alu_cycles_per_uop)
+                      spec.timing)
 
 
 def test_relu_bounds():
     b = _bounds(Relu(1, 16, 4, 4))
     assert b.macs == 256
     assert b.compute_cycles == 256 / 16 * 2  # one MAX per element, 16 lanes, 2 cycles per iteration
-    assert b.tensor_bytes == 256 + 256 and b.memory_cycles == 512 / 8
+    assert b.tensor_bytes == 256 + 256 and b.memory_cycles == 512 / load_spec().timing.dram_bytes_per_cycle
+
+
+def test_the_memory_bound_uses_the_sustained_rate_of_a_calibrated_spec():
+    calibrated, nominal = _bounds(Relu(1, 16, 4, 4)), _bounds(Relu(1, 16, 4, 4), "pynq_1x16x16_uncalibrated")
+    assert nominal.memory_cycles == 512 / 8 and calibrated.memory_cycles == 512 / 3.972
 
 
 def test_requantize_counts_three_ops_and_an_int32_input():

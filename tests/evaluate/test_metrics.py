@@ -6,7 +6,7 @@ from embedder.hw import load_spec
 from embedder.ops.conv2d import Conv2d
 from embedder.ops.gemm import Gemm
 
-SPEC = load_spec("pynq_1x16x16")
+SPEC = load_spec("pynq_1x16x16_uncalibrated")  # whole-cycle constants, the bus-width memory bound
 CONFIG, TIMING = SPEC.config, SPEC.timing  # 256 MAC/cycle, 8 bus bytes/cycle; GEMM 1, ALU 2 cycles per micro-op
 
 

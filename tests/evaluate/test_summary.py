@@ -72,7 +72,7 @@ def test_low_utilisation_subsets_are_per_baseline():
 
 def test_write_summary_files(tmp_path):
     rows = [row("c1", "conv", 1.0), row("c2", "conv", 9.0, untuned=False), row("g2", "gemm", 1, status="error")]
-    paths = write_summary(rows, CONFIG, tmp_path, "DeepBench test")
+    paths = write_summary(rows, CONFIG, tmp_path, "DeepBench test", CONFIG.bus_bytes)
     text = paths["summary.md"].read_text()
     assert "| all | tuned | 2 | 3.000 | 1.000 (c1: c1) | 9.000 (c2: c2) |" in text
     assert "Low-utilisation subsets" in text and "| tuned | 2 | 3.000 |" in text
@@ -89,7 +89,7 @@ def test_write_summary_files(tmp_path):
 
 
 def test_summary_of_only_failures_still_writes_files(tmp_path):
-    paths = write_summary([row("g2", "gemm", 1, status="error")], CONFIG, tmp_path, "t")
+    paths = write_summary([row("g2", "gemm", 1, status="error")], CONFIG, tmp_path, "t", CONFIG.bus_bytes)
     assert "failed: 1" in paths["summary.md"].read_text()
     assert paths["roofline.png"].stat().st_size > 0
 
@@ -113,11 +113,11 @@ def test_speedup_attribution_is_against_tuned():
 
 def test_markdown_names_operators_that_kept_a_baseline_program(tmp_path):
     rows = [row("c1", "conv", 1.0, source="baseline rule"), row("c2", "conv", 3.0)]
-    text = write_summary(rows, CONFIG, tmp_path, "t")["summary.md"].read_text()
+    text = write_summary(rows, CONFIG, tmp_path, "t", CONFIG.bus_bytes)["summary.md"].read_text()
     assert "kept a baseline's program (its own schedules were slower) on 1 operator(s): c1 (baseline rule)." in text
 
 
 def test_efficiency_above_one_is_flagged_not_hidden(tmp_path):
     rows = [row("c1", "conv", 2.0, eff_emb=1.2)]
-    text = write_summary(rows, CONFIG, tmp_path, "t")["summary.md"].read_text()
+    text = write_summary(rows, CONFIG, tmp_path, "t", CONFIG.bus_bytes)["summary.md"].read_text()
     assert "Roofline or VTA-aware efficiency above 1" in text and "c1 (embedder 1.200)" in text

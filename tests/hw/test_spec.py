@@ -7,7 +7,7 @@ from embedder.hw.spec import specs_dir
 
 
 def write_variant(tmp_path, transform):
-    text = transform((specs_dir() / "pynq_1x16x16.toml").read_text())
+    text = transform((specs_dir() / "pynq_1x16x16_uncalibrated.toml").read_text())
     text = text.replace('"patterns/vta.toml"', f'"{specs_dir() / "patterns" / "vta.toml"}"')
     path = tmp_path / "variant.toml"
     path.write_text(text)

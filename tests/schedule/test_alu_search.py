@@ -43,5 +43,5 @@ def test_scheduled_add_is_near_its_memory_bound():
     kernel = alu_kernel(operator)
     embedding = enumerate_embeddings(kernel.nest, spec).reference.embedding
     result = schedule_alu_embedding(kernel, embedding, spec)
-    memory_bound = 3 * 64 * 28 * 28 / spec.config.bus_bytes
+    memory_bound = 3 * 64 * 28 * 28 / spec.timing.dram_rate(spec.config)
     assert memory_bound <= result.cycles < 1.25 * memory_bound

@@ -11,7 +11,7 @@ from embedder.hw.spec import load_spec
 from embedder.isa.encoding import encode_uops
 from embedder.isa.instructions import Alu, AluOp, Deps, Finish, Gemm, Load, MemType, Module, Store, Uop, module_of
 
-SPEC = load_spec("pynq_1x16x16")
+SPEC = load_spec("pynq_1x16x16_uncalibrated")  # whole-cycle constants and a bus-width port: hand arithmetic
 CONFIG = SPEC.config
 TIMING = SPEC.timing
 

@@ -26,6 +26,17 @@ def test_finish_alone_costs_one_fetch_and_one_decode():
     assert schedule([Finish()], CONFIG, T).cycles == F + T.insn_decode_cycles
 
 
+def test_a_calibrated_rate_and_fractional_constants_round_up_per_instruction():
+    timing = dataclasses.replace(T, dram_bytes_per_cycle=3.5, dma_row_latency=10.25, gemm_cycles_per_uop=1.5)
+    load = Load(MemType.INP, 0, 0, 3, 4, 4, deps=Deps(push_next=True))
+    program = [load, gemm(uops=3, deps=Deps(pop_prev=True)), Finish()]
+    result = schedule(program, CONFIG, timing)
+    load_cost = T.insn_decode_cycles + 31 + 55  # ceil(3 x 10.25) rows, ceil(192 bytes / 3.5) beats
+    gemm_cost = T.insn_decode_cycles + 5 + T.compute_pipeline_depth  # ceil(3 x 1.5 + depth)
+    assert result.done.tolist()[:2] == [F + load_cost, F + load_cost + gemm_cost]
+    assert result.port_busy == 55
+
+
 def test_load_then_gemm_then_finish_by_hand():
     load = Load(MemType.INP, 0, 0, 2, 4, 4, deps=Deps(push_next=True))
     program = [load, gemm(uops=2, iter_out=3, deps=Deps(pop_prev=True)), Finish()]
