@@ -19,19 +19,22 @@ from embedder.evaluate.summary import groups, write_summary
 from embedder.hw.spec import load_spec
 
 
-def _check_resumable(rows_path: Path, hw_name: str, timing_only: bool) -> None:
-    """Rows already in OUT must come from the same hardware, mode and row format, or resuming would mix
-    experiments."""
+def _check_resumable(rows_path: Path, spec, timing_only: bool) -> None:
+    """Rows already in OUT must come from the same hardware (name and contents), mode and row format, or
+    resuming would mix experiments."""
     for row in read_rows(rows_path):
         if row.get("status") != "ok":
             continue
-        if row.get("hw") != hw_name or row.get("timing_only") != timing_only:
-            raise EmbedderError(
-                f"{rows_path}: holds rows for hw {row.get('hw')} (timing_only={row.get('timing_only')}), "
-                f"not {hw_name} (timing_only={timing_only}); choose another --out")
         if row.get("row_format") != ROW_FORMAT:
             raise EmbedderError(f"{rows_path}: holds rows of format {row.get('row_format', 1)}, this version writes "
                                 f"format {ROW_FORMAT}; choose another --out")
+        if row.get("hw") != spec.name or row.get("timing_only") != timing_only:
+            raise EmbedderError(
+                f"{rows_path}: holds rows for hw {row.get('hw')} (timing_only={row.get('timing_only')}), "
+                f"not {spec.name} (timing_only={timing_only}); choose another --out")
+        if row.get("hw_fingerprint") != spec.fingerprint():
+            raise EmbedderError(f"{rows_path}: holds rows for another version of spec {spec.name} (its configuration, "
+                                f"timing or patterns differ); choose another --out")
 
 
 def deepbench_command(suite: str, op_set: str, hw: str, jobs: int, out_dir: str, quick: bool, timing_only: bool) -> None:
@@ -41,7 +44,7 @@ def deepbench_command(suite: str, op_set: str, hw: str, jobs: int, out_dir: str,
         raise EmbedderError(f"no DeepBench operators in suite '{suite}', set '{op_set}'{' (quick)' if quick else ''}")
     out = Path(out_dir)
     rows_path = out / "rows.jsonl"
-    _check_resumable(rows_path, spec.name, timing_only)
+    _check_resumable(rows_path, spec, timing_only)
     evaluate = partial(evaluate_operator, hw=str(spec.path), timing_only=timing_only)
     rows = run_batch(operators, evaluate, rows_path, jobs=jobs)
     title = f"DeepBench inference: suite {suite}, set {op_set}{', quick' if quick else ''}" \

@@ -60,7 +60,7 @@ VERIFY_MACS = 4_000_000
 VERIFY_UNTUNED_STEPS = 40_000
 SEED = 0
 # Version of the rows; a results directory holds rows of one format (3: three baselines, TVM's loop order).
-ROW_FORMAT = 3
+ROW_FORMAT = 4
 
 
 class VerificationError(EmbedderError):
@@ -189,6 +189,7 @@ def evaluate_operator(item: SuiteOperator, hw: str, timing_only: bool, time_limi
     return {
         "row_format": ROW_FORMAT,
         "hw": spec.name,
+        "hw_fingerprint": spec.fingerprint(),
         "timing_only": timing_only,
         "bounds": {"compute_cycles": bound.compute_cycles, "memory_cycles": bound.memory_cycles,
                    "vta_compute_cycles": bound.vta_compute_cycles, "tensor_bytes": bound.tensor_bytes,

@@ -7,6 +7,8 @@ an error names the file and the offending field.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import tomllib
 from dataclasses import dataclass
@@ -53,6 +55,18 @@ class HwSpec:
     timing: TimingModel
     pattern_files: tuple[Path, ...]
     path: Path
+
+    def fingerprint(self) -> str:
+        """A digest of what decides programs and cycles: configuration, timing constants, pattern files.
+
+        Two specs of one name with different contents (the default spec before and after
+        calibration) have different fingerprints, so a batch run never resumes across them.
+        """
+        digest = hashlib.sha256(json.dumps([self.config.log_keys(), dataclasses.asdict(self.timing)],
+                                           sort_keys=True).encode())
+        for path in self.pattern_files:
+            digest.update(path.read_bytes())
+        return digest.hexdigest()[:16]
 
 
 def specs_dir() -> Path:

@@ -6,6 +6,7 @@ from click.testing import CliRunner
 
 import cli
 from embedder.evaluate.suite import QUICK_KEYS
+from embedder.hw import load_spec
 
 
 def run(args):
@@ -76,4 +77,14 @@ def test_resuming_into_rows_of_an_older_format_is_refused(tmp_path):
     (out / "rows.jsonl").write_text(json.dumps(old_row) + "\n")
     result = CliRunner().invoke(cli.main, ["deepbench", "--suite", "gemm", "--quick", "--out", str(out)])
     assert result.exit_code == 2
-    assert "holds rows of format 1, this version writes format 3" in result.output
+    assert "holds rows of format 1, this version writes format 4" in result.output
+
+
+def test_resuming_with_another_version_of_the_spec_is_refused(tmp_path):
+    """The same name with other contents (the default spec before calibration) does not resume."""
+    out = tmp_path / "results"
+    assert run(["--suite", "gemm", "--quick", "--jobs", "1", "--out", str(out)]).exit_code == 0
+    rows = out / "rows.jsonl"
+    rows.write_text(rows.read_text().replace(load_spec().fingerprint(), "0123456789abcdef"))
+    result = run(["--suite", "gemm", "--quick", "--jobs", "1", "--out", str(out)])
+    assert result.exit_code == 2 and "another version of spec pynq_1x16x16" in result.output

@@ -13,7 +13,7 @@ def fake_row(item) -> dict:
     base = max(1, macs // 100)
     emb = max(1, macs // 150)
     baselines = {"untuned": strategy(3 * base, macs), "rule": strategy(base, macs), "tuned": strategy(base, macs)}
-    return {"row_format": 3, "hw": "pynq_1x16x16", "baselines": baselines, "embedder": strategy(emb, macs),
+    return {"row_format": 4, "hw": "pynq_1x16x16", "baselines": baselines, "embedder": strategy(emb, macs),
             "speedup_vs_untuned": 3 * base / emb, "speedup_vs_rule": base / emb, "speedup_vs_tuned": base / emb,
             "speedup": base / emb, "bounds": {"intensity": 10.0}, "verification": "fake"}
 
