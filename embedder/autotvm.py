@@ -35,10 +35,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from embedder.baseline.reference import ReferenceTile, reference_schedule, tile_problem
-from embedder.codegen.image import run_and_verify, time_program
 from embedder.codegen.program import CompiledProgram, compile_schedule
 from embedder.errors import EmbedderError, OperatorError
 from embedder.hw.spec import HwSpec
+from embedder.measure import run_and_verify, time_program
 from embedder.ops.conv2d import Conv2d
 from embedder.ops.reference import requantize_shift
 

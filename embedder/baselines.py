@@ -43,17 +43,18 @@ import time
 from dataclasses import dataclass
 from math import lcm, prod
 
-from embedder.baseline.reference import (BASELINES, ReferenceTile, reference_embedding, reference_schedule, rule_tiles,
+from embedder.baseline.reference import (ReferenceTile, reference_embedding, reference_schedule, rule_tiles,
                                          tile_problem, untuned_tile)
-from embedder.codegen.image import time_program
 from embedder.codegen.program import CompiledProgram, compile_schedule
 from embedder.errors import InfeasibleError
 from embedder.hw.spec import HwSpec
+from embedder.measure import time_program
 from embedder.ops.ir import LoopNest
 from embedder.ops.reference import requantize_shift
-from embedder.schedule.search import Candidate, CostModel, ScheduledProgram, schedule_embedding, time_candidates
 from embedder.schedule.geometry import OperandGeometry, operand_geometries
+from embedder.schedule.search import Candidate, CostModel
 from embedder.schedule.types import reduction_dims, schedule_dims
+from embedder.tiling import ScheduledProgram, schedule_embedding, time_candidates
 
 # The untuned program is generated whole up to this many tile steps (about 3 instructions a step),
 # above it timed by its prefixes (module docstring).

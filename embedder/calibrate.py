@@ -40,6 +40,7 @@ from statistics import median
 import numpy as np
 from scipy.optimize import minimize
 from scipy.stats import spearmanr
+from tqdm import tqdm
 
 from embedder.autotvm import TuningRecord, device_of, import_record
 from embedder.codegen.program import CompiledProgram
@@ -184,7 +185,7 @@ def group_errors(items, spec: HwSpec, timing: TimingModel) -> tuple[GroupError, 
 
 
 def calibrate(records: list[TuningRecord], spec: HwSpec, train: tuple[str, ...], names: tuple[str, ...] = DEFAULT_FIT,
-              verify: bool = False, leave_one_out: bool = True) -> Calibration:
+              verify: bool = False, leave_one_out: bool = True, progress: bool = False) -> Calibration:
     """Fit `names` on the records whose group contains one of `train` (e.g. "Resnet-18", "2019-08")."""
     unknown = [name for name in names if name not in FITTABLE]
     if unknown:
@@ -200,7 +201,8 @@ def calibrate(records: list[TuningRecord], spec: HwSpec, train: tuple[str, ...],
     timing = with_constants(spec.timing, names, values)
     left_out = {}
     if leave_one_out and len(training) > 1:
-        for index, item in enumerate(training):
+        for index, item in enumerate(tqdm(training, desc="leave-one-layer-out", unit="fit", disable=not progress,
+                                          leave=False)):
             others = training[:index] + training[index + 1:]
             held = fit_constants(others, spec, names, starts=[values])
             left_out[item.record.line] = float(relative_errors([item], spec, with_constants(spec.timing, names, held))[0])

@@ -24,7 +24,6 @@ import time
 from dataclasses import dataclass, field
 
 from embedder.baselines import Baseline, compile_baselines
-from embedder.codegen.alu_program import AluKernel, alu_kernel
 from embedder.codegen.program import CompiledProgram
 from embedder.embedding.model import enumerate_embeddings, select_pattern
 from embedder.embedding.types import Embedding, tensor_layout
@@ -32,13 +31,14 @@ from embedder.errors import InfeasibleError
 from embedder.evaluate.metrics import Bounds, alu_bounds, bounds
 from embedder.hw.spec import HwSpec
 from embedder.ops.alu import ElementwiseAdd, MaxPool, Relu, Requantize
+from embedder.ops.alu_kernel import AluKernel, alu_kernel
 from embedder.ops.conv2d import Conv2d
 from embedder.ops.gemm import Gemm
 from embedder.ops.ir import LoopNest
 from embedder.ops.reference import requantize_shift
 from embedder.patterns import load_patterns
-from embedder.schedule.alu import schedule_alu_embedding
-from embedder.schedule.search import ScheduledProgram, schedule_embedding
+from embedder.tiling import schedule_alu_embedding
+from embedder.tiling import ScheduledProgram, schedule_embedding
 
 # Embeddings from the solver's ranked list that are scheduled and timed.
 EMBEDDINGS_TRIED = 3

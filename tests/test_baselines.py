@@ -5,11 +5,11 @@ import pytest
 from embedder.baseline.reference import ReferenceTile, reference_schedule, tile_problem, untuned_tile
 from embedder.baselines import (RULE_TIMED, compile_baselines, rule_baseline, rule_candidates, time_by_prefixes,
                                 tuned_baseline, untuned_baseline)
-from embedder.codegen.image import run_and_verify, time_program
 from embedder.codegen.program import compile_schedule
 from embedder.errors import InfeasibleError
 from embedder.evaluate.suite import load_operators
 from embedder.hw import load_spec
+from embedder.measure import run_and_verify, time_program
 from embedder.ops.conv2d import Conv2d
 from embedder.ops.gemm import Gemm
 from embedder.ops.reference import requantize_shift

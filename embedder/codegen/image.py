@@ -1,4 +1,6 @@
-"""Host side of a compiled program: layout transforms, the DRAM image, the bundle, and verification.
+"""Host side of a compiled program: layout transforms, the DRAM image, the bundle, test data and its reference.
+
+Running the program is `embedder.measure`'s, above the simulator.
 
 The host rearranges each input tensor into its region's element grid
 (`source_indices`: one numpy gather, the region's fill value (zero, or the
@@ -9,18 +11,15 @@ after the run, scatters the output grid back to the operator's layout
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 import numpy as np
 
 from embedder.codegen.program import CompiledProgram, DramTensor
 from embedder.embedding.types import source_indices
 from embedder.errors import EmbedderError
-from embedder.hw.spec import TimingModel
 from embedder.isa.bundle import TENSOR_DTYPES, Bundle, TensorRegion
 from embedder.isa.encoding import INSN_BYTES, encode_program, encode_uops
 from embedder.ops.alu import AluNest, alu_operator_reference
 from embedder.ops.reference import operator_reference, requantize
-from embedder.sim.run import run_program
 
 
 def _lane_shape(program: CompiledProgram, operand: str) -> tuple[int, ...]:
@@ -106,31 +105,3 @@ def expected_output(operator, program: CompiledProgram, tensors: dict[str, np.nd
     if isinstance(program.nest, AluNest):
         return alu_operator_reference(operator, tensors)
     return requantize(operator_reference(operator, tensors), program.shift)
-
-
-@dataclass
-class Verification:
-    verified: bool  # the simulator's output equals the numpy reference bit for bit
-    mismatches: int
-    stats: dict  # simulator stats (cycles, counters)
-    bundle: Bundle
-
-
-def run_and_verify(operator, program: CompiledProgram, timing: TimingModel, seed: int = 0,
-                   strict: bool = True) -> Verification:
-    """Run `program` functionally on seeded random data and compare with the numpy reference."""
-    tensors = random_tensors(program, seed)
-    bundle = build_bundle(program, tensors)
-    result = run_program(program.config, timing, bundle.dram, program.insns, functional=True, strict=strict)
-    got = read_output(program, bundle, result.dram)
-    expected = expected_output(operator, program, tensors)
-    mismatches = int((got != expected).sum())
-    return Verification(mismatches == 0, mismatches, result.stats, bundle)
-
-
-def time_program(program: CompiledProgram, timing: TimingModel) -> dict:
-    """Cycle-model stats of a program without data (instructions only)."""
-    size = program.regions.uop_offset + len(program.uops) * program.config.uop_elem_bytes
-    return run_program(program.config, timing, np.zeros(size, dtype=np.uint8), program.insns,
-                       functional=False, strict=False).stats
-

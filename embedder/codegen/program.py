@@ -39,14 +39,13 @@ from itertools import product
 from math import ceil, prod
 
 from embedder.errors import InfeasibleError
-from embedder.hw.config import LOOP_ITER_BITS, MEM_SIZE_BITS, MEM_STRIDE_BITS, HwConfig
+from embedder.hw.config import LOOP_ITER_BITS, MAX_STRIDE, MEM_SIZE_BITS, HwConfig
 from embedder.isa.instructions import Alu, AluOp, Deps, Finish, Gemm, Instruction, Load, MemType, Store, Uop, dram_elem_bytes_table
 from embedder.ops.ir import LoopNest
 from embedder.schedule.geometry import OperandGeometry, Transfer, operand_geometries
 from embedder.schedule.types import Schedule, reduction_dims, schedule_dims
 
 MAX_ITER = (1 << LOOP_ITER_BITS) - 1
-MAX_STRIDE = (1 << MEM_STRIDE_BITS) - 1
 MAX_SIZE = (1 << MEM_SIZE_BITS) - 1
 INT8_MIN, INT8_MAX = -128, 127
 MEM_TYPE = {"inp": MemType.INP, "wgt": MemType.WGT}

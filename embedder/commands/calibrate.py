@@ -21,7 +21,7 @@ def calibrate_command(logs, hw: str, out_path: str, train: tuple[str, ...], name
         raise EmbedderError(f"--out {out_path}: a spec file must end in .toml")
     records = [record for log in logs for record in read_log(Path(log))[0]]
     click.echo(f"fitting {', '.join(names)} of {spec.name} on groups matching {', '.join(train)} ...", err=True)
-    result = calibrate(records, spec, train, names, verify, leave_one_out)
+    result = calibrate(records, spec, train, names, verify, leave_one_out, progress=True)
     click.echo(_report(result))
     text = calibrated_spec_text(result, spec.path.read_text(encoding="utf-8"), out, [Path(log).name for log in logs],
                                 train)

@@ -14,12 +14,12 @@ from statistics import geometric_mean
 
 import click
 
-from embedder.codegen.image import run_and_verify
 from embedder.driver import CompileResult, baseline_records, compile_operator, program_record, reduced_operator, speedups
 from embedder.errors import InfeasibleError
 from embedder.evaluate.row import verify_untuned_shrunk
 from embedder.hw.spec import load_spec
 from embedder.isa.bundle import write_bundle
+from embedder.measure import run_and_verify
 from embedder.ops.alu import Requantize
 from embedder.ops.gemm import Gemm
 from embedder.ops.parse import parse_operator

@@ -38,7 +38,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 from embedder.baselines import compile_baselines, untuned_baseline
-from embedder.codegen.image import run_and_verify
 from embedder.codegen.program import CompiledProgram
 from embedder.driver import (EMBEDDINGS_TRIED, TIMED_TILINGS, baseline_records, compile_operator, program_record,
                              reduced_operator, speedups)
@@ -47,10 +46,11 @@ from embedder.embedding.types import Embedding, LaneGroup
 from embedder.errors import EmbedderError
 from embedder.evaluate.suite import SuiteOperator
 from embedder.hw.spec import HwSpec, load_spec
+from embedder.measure import run_and_verify
 from embedder.ops.conv2d import Conv2d
 from embedder.ops.ir import LoopNest
 from embedder.ops.reference import requantize_shift
-from embedder.schedule.search import schedule_embedding
+from embedder.tiling import schedule_embedding
 
 # Embeddings predicted this many times slower than the solver's best are not scheduled.
 PREDICTED_SLOWDOWN_LIMIT = 4.0

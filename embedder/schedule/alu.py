@@ -1,7 +1,7 @@
-"""Tile search for the ALU operators: `rank_candidates` / `schedule_embedding` of the GEMM flow, for an AluKernel.
+"""Tile ranking for the ALU operators: `rank_candidates` of the GEMM flow, for an AluKernel.
 
 The search is the GEMM flow's (`candidate_tiles`: tile ladders with
-pruning, then the cycle model on the best few); only the fit and the
+pruning; `embedder.tiling` then times the best few); only the fit and the
 analytical cost differ, because everything an ALU touches lives in the acc
 buffer and every ALU-side transfer runs in the compute module
 (`embedder.codegen.alu_program`).
@@ -30,11 +30,11 @@ from __future__ import annotations
 
 from math import ceil, prod
 
-from embedder.codegen.alu_program import AluKernel, alu_geometries, compile_alu_schedule
 from embedder.embedding.types import Embedding
 from embedder.hw.spec import HwSpec
-from embedder.schedule.search import (
-    TIMED_CANDIDATES, Candidate, CostModel, ScheduledProgram, rank_model_candidates, time_candidates)
+from embedder.ops.alu_kernel import AluKernel
+from embedder.schedule.geometry import alu_geometries
+from embedder.schedule.search import Candidate, CostModel, rank_model_candidates
 from embedder.schedule.types import reduction_dims, schedule_dims
 
 
@@ -108,10 +108,3 @@ def rank_alu_candidates(kernel: AluKernel, embedding: Embedding, spec: HwSpec,
                         double_buffer: bool = True) -> list[Candidate]:
     """Every fitting tiling of an ALU kernel's embedding, best analytical estimate first."""
     return rank_model_candidates(lambda double: AluCostModel(kernel, embedding, spec, double), embedding, double_buffer)
-
-
-def schedule_alu_embedding(kernel: AluKernel, embedding: Embedding, spec: HwSpec,
-                           timed: int = TIMED_CANDIDATES) -> ScheduledProgram:
-    """Best schedule of one embedding of an ALU kernel: analytical ranking, then the cycle model on the top `timed`."""
-    return time_candidates(rank_alu_candidates(kernel, embedding, spec),
-                           lambda schedule: compile_alu_schedule(kernel, schedule, spec.config), spec, embedding, timed)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from math import prod
 
 from embedder.embedding.types import Embedding, TensorLayout, tensor_layout
+from embedder.ops.alu_kernel import AluKernel, alu_operands
 from embedder.ops.ir import LoopNest
 
 OPERANDS = ("acc", "inp", "wgt")
@@ -167,3 +168,8 @@ def operand_geometry(nest: LoopNest, embedding: Embedding, operand: str) -> Oper
 def operand_geometries(nest: LoopNest, embedding: Embedding, operands: tuple[str, ...] = OPERANDS) -> dict[str, OperandGeometry]:
     """Geometry of each pattern operand: GEMM's acc, inp, wgt by default; an ALU pattern's acc (and src)."""
     return {operand: operand_geometry(nest, embedding, operand) for operand in operands}
+
+
+def alu_geometries(kernel: AluKernel, embedding: Embedding) -> dict[str, OperandGeometry]:
+    """Geometry of an ALU kernel's operands: the output tile (acc) and, when a stage reads one, the src tile."""
+    return operand_geometries(kernel.nest, embedding, alu_operands(kernel))

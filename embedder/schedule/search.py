@@ -23,24 +23,22 @@ Analytical cost (cycles), per candidate, for pruning:
 * loads and stores share one DRAM port: the total is at least all their
   beats (bytes / bus bytes).
 
-The few best candidates are then generated and timed on the cycle model
-(`embedder.sim.run.run_program`, timing only); the fastest wins.
+The few best candidates are then generated and timed on the cycle model by
+`embedder.tiling`, which sits above the code generator and simulator it calls.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from math import ceil, prod
 
-from embedder.codegen.program import MAX_STRIDE, CompiledProgram, compile_schedule
 from embedder.embedding.types import Embedding
 from embedder.errors import InfeasibleError
+from embedder.hw.config import MAX_STRIDE
 from embedder.hw.spec import HwSpec
 from embedder.ops.ir import LoopNest
 from embedder.schedule.geometry import OperandGeometry, operand_geometries
 from embedder.schedule.types import Schedule, reduction_dims, schedule_dims
 
-# Candidates generated and timed on the cycle model after analytical ranking.
-TIMED_CANDIDATES = 3
 # Upper bound on tile candidates per dim.
 LADDER = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 
@@ -219,44 +217,3 @@ def _thread_dim(model: CostModel) -> str:
     """The dim reported as split by the two virtual threads: the largest parallel dim."""
     parallel = [d for d in model.dims if d not in model.reductions] or list(model.dims)
     return max(parallel, key=lambda d: model.dims[d])
-
-
-@dataclass(frozen=True)
-class ScheduledProgram:
-    """A generated program and its cycles on the cycle model."""
-
-    program: CompiledProgram
-    cycles: int
-
-
-def schedule_embedding(nest: LoopNest, embedding: Embedding, spec: HwSpec, shift: int,
-                       timed: int = TIMED_CANDIDATES) -> ScheduledProgram:
-    """Best schedule of one embedding: analytical ranking, then the cycle model on the top `timed`."""
-    return time_candidates(rank_candidates(nest, embedding, spec),
-                           lambda schedule: compile_schedule(nest, schedule, spec.config, shift), spec, embedding, timed)
-
-
-def time_candidates(candidates: list[Candidate], generate, spec: HwSpec, embedding: Embedding,
-                    timed: int) -> ScheduledProgram:
-    """Generate candidates in ranked order (`generate(schedule)`, skipping InfeasibleError) until `timed`
-    programs exist; the fastest on the cycle model wins."""
-    from embedder.codegen.image import time_program
-
-    best = None
-    rejected: list[str] = []  # why candidates did not generate, for the error when none does
-    generated = 0
-    for candidate in candidates:
-        if generated == timed:
-            break
-        try:
-            program = generate(candidate.schedule)
-        except InfeasibleError as error:
-            rejected.append(str(error))
-            continue
-        generated += 1
-        stats = time_program(program, spec.timing)
-        if best is None or stats["cycles"] < best.cycles:
-            best = ScheduledProgram(program, stats["cycles"])
-    if best is None:
-        raise InfeasibleError(f"embedding [{embedding.describe()}]: no schedule generates: {rejected[0] if rejected else 'no candidates'}")
-    return best

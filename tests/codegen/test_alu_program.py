@@ -8,18 +8,21 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from strategies import schedules
 
-from embedder.codegen.alu_program import alu_kernel, compile_alu_schedule
-from embedder.codegen.image import build_bundle, read_output, run_and_verify
+from embedder.codegen.alu_program import compile_alu_schedule
+
+from embedder.codegen.image import build_bundle, read_output
 from embedder.embedding.model import enumerate_embeddings
 from embedder.errors import InfeasibleError, OperatorError
 from embedder.hw.config import HwConfig
 from embedder.hw.spec import HwSpec, load_spec
 from embedder.isa.instructions import Alu, AluOp, Load, MemType
+from embedder.measure import run_and_verify
 from embedder.ops.alu import ElementwiseAdd, MaxPool, Relu, Requantize, alu_operator_reference
+from embedder.ops.alu_kernel import alu_kernel
 from embedder.ops.reference import requantize
-from embedder.schedule.alu import schedule_alu_embedding
 from embedder.schedule.types import Schedule, schedule_dims
 from embedder.sim.run import run_program
+from embedder.tiling import schedule_alu_embedding
 
 SPECS = ("pynq_1x16x16", "pynq_2x16x16", "pynq_1x32x32")
 

@@ -9,10 +9,10 @@ from hypothesis import strategies as st
 from strategies import schedules, small_convs
 
 from embedder.baseline.reference import reference_embedding
-from embedder.codegen.image import run_and_verify
 from embedder.codegen.program import compile_schedule
 from embedder.errors import InfeasibleError
 from embedder.hw.spec import load_spec
+from embedder.measure import run_and_verify
 from embedder.ops.conv2d import Conv2d
 from embedder.ops.gemm import Gemm
 from embedder.ops.reference import requantize_shift

@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from embedder.codegen.image import run_and_verify
 from embedder.driver import compile_operator
 from embedder.hw.spec import load_spec
+from embedder.measure import run_and_verify
 from embedder.ops.conv2d import Conv2d
 from embedder.ops.gemm import Gemm
 

@@ -1,10 +1,10 @@
 """ALU operator bounds by hand: element operations on BATCH x BLOCK_OUT lanes, bytes at DRAM width."""
 from __future__ import annotations
 
-from embedder.codegen.alu_program import alu_kernel
 from embedder.evaluate.metrics import alu_bounds
 from embedder.hw.spec import load_spec
 from embedder.ops.alu import MaxPool, Relu, Requantize
+from embedder.ops.alu_kernel import alu_kernel
 
 
 def _bounds(operator, spec_name="pynq_1x16x16"):

@@ -1,12 +1,13 @@
 """ALU tile search: candidates fit, the best timed schedule generates, more tiles cost more overhead."""
 from __future__ import annotations
 
-from embedder.codegen.alu_program import alu_kernel
 from embedder.embedding.model import enumerate_embeddings
 from embedder.hw.spec import load_spec
 from embedder.ops.alu import ElementwiseAdd, MaxPool
-from embedder.schedule.alu import AluCostModel, rank_alu_candidates, schedule_alu_embedding
+from embedder.ops.alu_kernel import alu_kernel
+from embedder.schedule.alu import AluCostModel, rank_alu_candidates
 from embedder.schedule.types import schedule_dims
+from embedder.tiling import schedule_alu_embedding
 
 
 def test_every_candidate_fits_the_acc_buffer():

@@ -4,15 +4,16 @@ from __future__ import annotations
 import pytest
 
 from embedder.baseline.reference import reference_embedding
-from embedder.codegen.image import time_program
 from embedder.codegen.program import compile_schedule
 from embedder.errors import InfeasibleError
 from embedder.evaluate.metrics import bounds
 from embedder.hw.config import HwConfig
 from embedder.hw.spec import HwSpec, load_spec
+from embedder.measure import time_program
 from embedder.ops.conv2d import Conv2d
 from embedder.ops.gemm import Gemm
-from embedder.schedule.search import CostModel, rank_candidates, schedule_embedding, tile_ladder
+from embedder.schedule.search import CostModel, rank_candidates, tile_ladder
+from embedder.tiling import schedule_embedding
 
 
 def test_ladder_is_balanced_and_descending():
