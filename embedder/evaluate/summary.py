@@ -206,10 +206,13 @@ def speedup_lines(summaries: list[GroupSummary], rows: list[dict]) -> list[str]:
     return lines
 
 
-def markdown(rows: list[dict], hw_name: str, title: str) -> str:
+def markdown(rows: list[dict], config: HwConfig, title: str, dram_rate: float) -> str:
     """The summary page: speedups per baseline and group, distributions, every operator, every failure."""
-    lines = [f"# {title}", "", f"Hardware: `{hw_name}`. Operators: {len(rows)}, "
+    lines = [f"# {title}", "", f"Hardware: `{config.name}`. Operators: {len(rows)}, "
              f"ok: {len(ok_rows(rows))}, failed: {len(rows) - len(ok_rows(rows))}.", "",
+             f"Memory bounds at {dram_rate:g} DRAM bytes per cycle ("
+             + ("the spec's calibrated sustained rate; the bus is " if dram_rate != config.bus_bytes else "the bus width, ")
+             + f"{config.bus_bytes} bytes wide).", "",
              "Baselines (reference embedding and layouts, same code generator and simulator): untuned (inner tile "
              "factors 1, one thread, hazard-free), rule (the corrected reference tile rule), tuned (the embedder's "
              "tile search on the reference embedding, never slower than rule). The headline `speedup` is against "
@@ -395,7 +398,7 @@ def plot_roofline(rows: list[dict], config: HwConfig, dram_rate: float, path: Pa
 def write_summary(rows: list[dict], config: HwConfig, out_dir: Path, title: str, dram_rate: float) -> dict[str, Path]:
     """summary.md, summary.csv, speedup.png and roofline.png in out_dir; returns their paths."""
     paths = {name: out_dir / name for name in ("summary.md", "summary.csv", "speedup.png", "roofline.png")}
-    paths["summary.md"].write_text(markdown(rows, config.name, title))
+    paths["summary.md"].write_text(markdown(rows, config, title, dram_rate))
     write_csv(rows, paths["summary.csv"])
     plot_speedup(rows, paths["speedup.png"])
     plot_roofline(rows, config, dram_rate, paths["roofline.png"])

@@ -79,6 +79,9 @@ def test_write_summary_files(tmp_path):
     assert "| all | untuned | 1 | 4.000 | 4.000 (c1: c1) | 4.000 (c1: c1) |" in text
     assert "c2 untuned: not generated: 300000 tile steps exceed the cap of 20000" in text
     assert "## Failed operators" in text and "InfeasibleError: no / tile" in text
+    assert "Memory bounds at 8 DRAM bytes per cycle (the bus width, 8 bytes wide)" in text
+    calibrated = write_summary(rows, CONFIG, tmp_path, "t", 3.972)["summary.md"].read_text()
+    assert "Memory bounds at 3.972 DRAM bytes per cycle (the spec's calibrated sustained rate; the bus is 8" in calibrated
     records = list(csv.DictReader(paths["summary.csv"].open()))
     assert [r["key"] for r in records] == ["c1", "c2", "g2"]
     assert records[1]["speedup"] == "9.0000" and records[1]["speedup_vs_rule"] == "18.0000"
