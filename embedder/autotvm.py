@@ -20,9 +20,9 @@ That is `ReferenceTile` with the split factor doubled (the two threads
 together) and `reference_schedule`, which runs the thread tile
 double-buffered; like TVM, each step loads its data and kernel even when
 they are already on chip (with h_nthread = 2 both threads load the same
-kernel: line 84 of vta_v0.10.log, a 4x8 ResNet-18 layer, measured 1.44x the
-model's cycles of a program that loads its kernel once, and 1.00x those of
-the reloading program on the calibrated pynq_4x8x8).  What our schedule contract cannot express is said per
+kernel: line 84 of vta_v0.10.log, a 4x8 ResNet-18 layer, measured 1.38x the
+calibrated pynq_4x8x8's cycles of a program that loads its kernel once, and
+1.004x those of the reloading program).  What our schedule contract cannot express is said per
 record (`differences`): tile factors that do not divide their extents
 (TVM guards the last tile; we run a shorter last tile, the same work),
 and both thread knobs at 2 at once (four threads; we run two).
@@ -51,6 +51,7 @@ class TuningRecord:
     """One conv record of an AutoTVM log, as an operator and the reference tile of its knobs."""
 
     line: int  # 1-based line in the log
+    log: str  # the log's file name
     network: str  # the comment line heading the record's group, e.g. "Resnet-18 - pynq_1x16_i8w8a32_15_15_18_17"
     device: str  # the -model= string
     task: str
@@ -127,8 +128,8 @@ def _record(document: dict, line: int, network: str, path: Path) -> TuningRecord
     if error_number != 0 or not costs:
         raise EmbedderError(f"{path}:{line}: the record's measurement failed (error {error_number})")
     tile, differences = _tile(knobs)
-    return TuningRecord(line, network, device, task, operator, knobs, sum(costs) / len(costs), timestamp, tile,
-                        differences)
+    return TuningRecord(line, Path(path).name, network, device, task, operator, knobs, sum(costs) / len(costs),
+                        timestamp, tile, differences)
 
 
 def _tile(knobs: dict) -> tuple[ReferenceTile, tuple[str, ...]]:

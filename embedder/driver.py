@@ -37,8 +37,7 @@ from embedder.ops.gemm import Gemm
 from embedder.ops.ir import LoopNest
 from embedder.ops.reference import requantize_shift
 from embedder.patterns import load_patterns
-from embedder.tiling import schedule_alu_embedding
-from embedder.tiling import ScheduledProgram, schedule_embedding
+from embedder.tiling import ScheduledProgram, schedule_alu_embedding, schedule_embedding
 
 # Embeddings from the solver's ranked list that are scheduled and timed.
 EMBEDDINGS_TRIED = 3

@@ -7,7 +7,8 @@ from click.testing import CliRunner
 import cli
 from autotvm_log import DEVICE_1X16, DEVICE_4X8, tophub_log
 from embedder.autotvm import read_log
-from embedder.calibrate import calibrate, fit_constants, group_errors, measure, model_cycles, with_constants
+from embedder.calibrate import (calibrate, fit_constants, group_errors, measure, model_cycles, relative_errors,
+                                with_constants)
 from embedder.errors import EmbedderError
 from embedder.hw import load_spec
 
@@ -94,7 +95,7 @@ def test_calibrate_rejects_what_it_cannot_fit(tmp_path, arguments, message):
 
 
 def test_a_measured_rate_above_the_bus_is_rejected(tmp_path):
-    text = load_spec().path.read_text().replace("dram_bytes_per_cycle = ", "dram_bytes_per_cycle = 9 #")
+    text = load_spec("pynq_1x16x16_uncalibrated").path.read_text() + "dram_bytes_per_cycle = 9\n"
     path = tmp_path / "fast.toml"
     path.write_text(text.replace('patterns = ["', f'patterns = ["{load_spec().path.parent}/'))
     with pytest.raises(EmbedderError, match="exceeds the bus width of 8 bytes"):
@@ -104,6 +105,55 @@ def test_a_measured_rate_above_the_bus_is_rejected(tmp_path):
 def test_calibrate_leaves_one_layer_out(tmp_path):
     log = tophub_log(tmp_path / "log", keep=lambda row: row["device"] == DEVICE_4X8 and row["line"] in {"81", "84", "87"})
     records = read_log(log)[0]
-    result = calibrate(records, load_spec("pynq_4x8x8_uncalibrated"), ("Resnet-18",))
-    assert set(result.leave_one_out) == {r.line for r in records} and len(records) == 3
-    assert result.fitted["dram_bytes_per_cycle"] < 8
+    spec = load_spec("pynq_4x8x8_uncalibrated")
+    result = calibrate(records, spec, ("Resnet-18",))
+    assert set(result.leave_one_out) == {f"log:{r.line}" for r in records} and len(records) == 3
+    in_sample = relative_errors(result.training, spec, result.spec.timing)
+    # a record left out of the fit is predicted worse than when the fit saw it
+    assert any(abs(held) > abs(seen) + 0.01 for held, seen in zip(result.leave_one_out.values(), in_sample))
+
+
+def _calibrate(tmp_path, log, hw, out, *arguments):
+    return CliRunner().invoke(cli.main, ["calibrate", str(log), "--hw", hw, "--out", str(out), "--no-leave-one-out",
+                                         *arguments])
+
+
+def test_recalibrating_a_calibrated_spec_replaces_its_notes_and_is_deterministic(tmp_path):
+    log = tophub_log(tmp_path / "log", keep=lambda row: row["device"] == DEVICE_1X16 and row["line"] in {"23", "24", "25"})
+    first, second = tmp_path / "first.toml", tmp_path / "second.toml"
+    assert _calibrate(tmp_path, log, "pynq_1x16x16_uncalibrated", first).exit_code == 0
+    assert _calibrate(tmp_path, log, str(first), second).exit_code == 0
+    text = second.read_text()
+    assert text.count("Calibrated by `embed calibrate`") == 1 and text.count("end of the calibration notes") == 1
+    assert "from spec first" in text and text.count("dma_row_latency =") == 1
+    again = tmp_path / "again.toml"
+    assert _calibrate(tmp_path, log, "pynq_1x16x16_uncalibrated", again).exit_code == 0
+    assert again.read_text() == first.read_text().replace('name = "first"', 'name = "again"')
+
+
+@pytest.mark.parametrize("out, arguments, message", [
+    ("my spec.toml", [], "may hold only letters, digits"),
+    ("x.toml", ["--fit", ","], "--fit names no constant"),
+    ("x.toml", ["--fit", "dma_row_latency,dma_row_latency"], "names a constant twice"),
+    ("x.toml", ["--train", "Yolo"], "left out: Yolo-tiny"),
+])
+def test_calibrate_refuses_before_fitting(tmp_path, out, arguments, message):
+    log = tophub_log(tmp_path / "log", keep=lambda row: row["line"] in {"2", "23"})
+    result = _calibrate(tmp_path, log, "pynq_1x16x16_uncalibrated", tmp_path / out, *arguments)
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
+    assert not (tmp_path / out).exists()
+
+
+def test_a_constant_missing_from_the_base_goes_into_its_timing_table(tmp_path):
+    """The base has no dram_bytes_per_cycle and a table after [timing]: the fitted key lands in [timing]."""
+    base = tmp_path / "base.toml"
+    text = load_spec("pynq_1x16x16_uncalibrated").path.read_text().replace('"patterns/vta.toml"',
+                                                                            f'"{load_spec().pattern_files[0]}"')
+    hw, timing = text.index("[hw]"), text.index("[timing]")
+    base.write_text(text[:hw] + text[timing:] + "\n" + text[hw:timing])  # [timing] before [hw]
+    log = tophub_log(tmp_path / "log", keep=lambda row: row["device"] == DEVICE_1X16 and row["line"] in {"23", "24"})
+    out = tmp_path / "fitted.toml"
+    assert _calibrate(tmp_path, log, str(base), out).exit_code == 0
+    written = out.read_text()
+    assert written.index("dram_bytes_per_cycle =") < written.index("[hw]")
+    assert load_spec(out).timing.dram_bytes_per_cycle < 8

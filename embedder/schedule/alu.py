@@ -14,7 +14,7 @@ times 8 variants (buffer halves, edge tiles), fits the micro-op buffer.
 Analytical cost (cycles):
 
 * compute module, in order: per step the src load (decode per transfer,
-  row latency per DMA row, bytes at the bus width); per output tile the
+  row latency per DMA row, bytes at the sustained DRAM rate); per output tile the
   initialisation (a LOAD of the lhs box, or a fold's ALU sweep); every ALU
   micro-op iteration costs alu_cycles_per_uop (the src stage iterates over
   every schedule-dim point, an immediate stage over every output element)

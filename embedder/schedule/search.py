@@ -21,7 +21,7 @@ Analytical cost (cycles), per candidate, for pruning:
   three-op ALU epilogue amortised over the accumulator tile's steps;
 * stores run in their own module: the total is at least their sum;
 * loads and stores share one DRAM port: the total is at least all their
-  beats (bytes / bus bytes).
+  beats (bytes / the spec's sustained DRAM bytes per cycle).
 
 The few best candidates are then generated and timed on the cycle model by
 `embedder.tiling`, which sits above the code generator and simulator it calls.
