@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from embedder.baselines import Baseline, compile_baselines
 from embedder.codegen.program import CompiledProgram
-from embedder.embedding.model import enumerate_embeddings, select_pattern
+from embedder.embedding.model import SolverStats, enumerate_embeddings, select_pattern
 from embedder.embedding.types import Embedding, tensor_layout
 from embedder.errors import InfeasibleError
 from embedder.evaluate.metrics import Bounds, alu_bounds, bounds
@@ -61,6 +61,7 @@ class CompileResult:
     search_cycles: int | None = None  # cycles of the best program the embedder's own search found
     kernel: AluKernel | None = None  # set for ALU operators
     baselines: dict[str, Baseline] = field(default_factory=dict)  # conv and GEMM only
+    solver: SolverStats | None = None  # the embedding enumeration's (complete, timed out or capped)
 
     @property
     def program(self) -> CompiledProgram:
@@ -109,7 +110,8 @@ def compile_operator(operator, spec: HwSpec, time_limit: float = 10.0, embedding
 
         def schedule_one(embedding):
             return schedule_embedding(nest, embedding, spec, shift, timed=timed)
-    ranked = enumerate_embeddings(nest, spec, time_limit=time_limit).ranked
+    enumeration = enumerate_embeddings(nest, spec, time_limit=time_limit)
+    ranked = enumeration.ranked
     if kernel is None:
         chosen = [item for item in ranked if not item.reference][:embeddings]
     else:
@@ -133,7 +135,7 @@ def compile_operator(operator, spec: HwSpec, time_limit: float = 10.0, embedding
         reasons += "".join(f"; baseline {name}: {b.skipped}" for name, b in (baselines or {}).items() if b.skipped)
         raise InfeasibleError(f"{nest.name}: no embedding can be scheduled on {spec.name}: {reasons}")
     return CompileResult(operator, nest, spec, best, time.perf_counter() - start, tried, source, search_cycles, kernel,
-                         baselines or {})
+                         baselines or {}, enumeration.stats)
 
 
 def layouts_of(nest: LoopNest, embedding: Embedding) -> dict[str, str]:

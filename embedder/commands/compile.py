@@ -46,6 +46,7 @@ def report(result: CompileResult, op_name: str, shape: str) -> dict:
         **({"requantize_shift": program.shift} if result.kernel is None or isinstance(result.operator, Requantize) else {}),
         "program": program.stats,
         "embeddings_tried": result.tried,
+        "solver": result.solver.as_dict(),
         "source": result.source,
         "baselines": baseline_records(result),
         **speedups(result),
@@ -75,6 +76,9 @@ def compile_command(op_name, shape, hw, out_dir, as_json, time_limit, seed) -> N
         click.echo(json.dumps(document))
     else:
         click.echo(_text(document))
+    if not result.solver.complete:  # the answer may not be the best: said, never hidden
+        click.echo(f"warning: {op_name} {shape}: {result.solver.incompleteness()}; the embedding chosen is the best "
+                   f"of those found", err=True)
     if not check.verified:
         raise InfeasibleError(f"{op_name} {shape}: output differs from the numpy reference in {check.mismatches} elements")
     if wrong:

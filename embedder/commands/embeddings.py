@@ -9,17 +9,11 @@ from statistics import geometric_mean
 
 import click
 
-from embedder.embedding.model import EnumerationResult, enumerate_embeddings
+from embedder.embedding.model import enumerate_embeddings
 from embedder.hw.spec import load_spec
 from embedder.ops.parse import operator_nests, parse_operator
 
 SHOWN = 20  # embeddings printed per nest in text mode (JSON has them all)
-
-
-def _stats_dict(result: EnumerationResult) -> dict:
-    stats = result.stats
-    return {"variables": stats.variables, "constraints": stats.constraints, "solutions": stats.solutions,
-            "wall_seconds": round(stats.wall_seconds, 4), "timed_out": stats.timed_out, "status": stats.status}
 
 
 def _lanes_used(item) -> str:
@@ -36,7 +30,7 @@ def list_embeddings_command(op_name: str, shape: str, hw: str, as_json: bool, ti
         click.echo(json.dumps({
             "operator": op_name, "shape": shape, "hw": spec.name,
             "nests": [{"nest": result.nest.name, "pattern": result.pattern, "macs": result.nest.macs,
-                       "dataflow_nodes": result.dataflow_nodes, "stats": _stats_dict(result),
+                       "dataflow_nodes": result.dataflow_nodes, "stats": result.stats.as_dict(),
                        "embeddings": [item.as_dict() for item in result.ranked]} for result in results],
         }, indent=2))
         return
@@ -46,7 +40,7 @@ def list_embeddings_command(op_name: str, shape: str, hw: str, as_json: bool, ti
                    f"dataflow nodes {result.dataflow_nodes['operator']} (operator) / {result.dataflow_nodes['pattern']} (pattern)")
         click.echo(f"solver: {stats.variables} variables, {stats.constraints} constraints, {stats.solutions} solutions, "
                    f"{stats.wall_seconds:.3f} s, {stats.status}"
-                   + (" -- TIMED OUT, best found so far" if stats.timed_out else ""))
+                   + (f" -- INCOMPLETE: {stats.incompleteness()}" if not stats.complete else ""))
         click.echo(f"{'#':>3} {'pred.cycles':>12} {'compute':>12} {'memory':>12} {'util':>6} {'lanes used':<22} "
                    f"{'data MB':>8}  embedding")
         for rank, item in enumerate(result.ranked[:SHOWN], start=1):
@@ -78,18 +72,18 @@ def bench_embed_command(hw: str, time_limit: float) -> None:
         result = enumerate_embeddings(item.op.loop_nest(), spec, time_limit=time_limit)
         stats, best, reference = result.stats, result.best, result.reference
         walls.append(stats.wall_seconds)
-        timeouts += stats.timed_out
+        timeouts += not stats.complete
         rows.append((result.dataflow_nodes["operator"], stats.variables, stats.constraints))
         speedups.append(reference.predicted_cycles / best.predicted_cycles)
         click.echo(f"{item.key:<17} {item.label:<40} {result.dataflow_nodes['operator']:>5} {stats.variables:>4} "
                    f"{stats.constraints:>4} {stats.solutions:>4} {stats.wall_seconds:>7.3f} {best.utilization:>8.1%} "
                    f"{max(x.utilization for x in result.ranked):>8.1%} {reference.utilization:>8.1%} "
                    f"{reference.predicted_cycles / best.predicted_cycles:>11.2f}x"
-                   + (" TIMED OUT" if stats.timed_out else ""))
+                   + (" TIMED OUT" if stats.timed_out else " CAPPED" if stats.capped else ""))
     nodes, variables, constraints = zip(*rows)
     geomean = geometric_mean(walls)
     click.echo(f"summary: {len(operators)} operators in {time.perf_counter() - start:.1f} s; solve wall time max "
-               f"{max(walls):.3f} s, mean {sum(walls) / len(walls):.3f} s, geomean {geomean:.3f} s; {timeouts} timed out; "
+               f"{max(walls):.3f} s, mean {sum(walls) / len(walls):.3f} s, geomean {geomean:.3f} s; {timeouts} timed out or capped; "
                f"dataflow nodes {min(nodes)}..{max(nodes)}, model variables {min(variables)}..{max(variables)}, "
                f"constraints {min(constraints)}..{max(constraints)} (flat in operator size); predicted speedup of the top "
                f"embedding over the reference: geomean {geometric_mean(speedups):.2f}x, max {max(speedups):.2f}x")

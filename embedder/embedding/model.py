@@ -68,6 +68,24 @@ class SolverStats:
     wall_seconds: float
     timed_out: bool  # the time limit ended the enumeration: the list is the best found so far
     status: str
+    capped: bool = False  # the solution cap ended the enumeration: embeddings may be missing
+
+    @property
+    def complete(self) -> bool:
+        return not (self.timed_out or self.capped)
+
+    def incompleteness(self) -> str | None:
+        """Why the enumeration may have missed embeddings, for users to see; None when it is complete."""
+        if self.timed_out:
+            return f"the solver's time limit ended the enumeration after {self.solutions} solutions ({self.status})"
+        if self.capped:
+            return f"the enumeration stopped at the cap of {self.solutions} solutions"
+        return None
+
+    def as_dict(self) -> dict:
+        return {"variables": self.variables, "constraints": self.constraints, "solutions": self.solutions,
+                "wall_seconds": round(self.wall_seconds, 4), "status": self.status, "timed_out": self.timed_out,
+                "capped": self.capped}
 
 
 @dataclass(frozen=True)
@@ -357,6 +375,6 @@ def enumerate_embeddings(nest: LoopNest, spec, time_limit: float = 5.0, max_solu
         variables=len(proto.variables), constraints=len(proto.constraints), solutions=len(collector.found),
         wall_seconds=time.perf_counter() - start,
         timed_out=solver.StatusName(status) not in ("OPTIMAL", "INFEASIBLE") and len(collector.found) < max_solutions,
-        status=solver.StatusName(status))
+        status=solver.StatusName(status), capped=len(collector.found) >= max_solutions)
     return EnumerationResult(nest, pattern.name, ranked, stats,
                              {"operator": op_graph.number_of_nodes(), "pattern": pattern_graph.number_of_nodes()})

@@ -199,7 +199,7 @@ def evaluate_operator(item: SuiteOperator, hw: str, timing_only: bool, time_limi
                      "source": result.source, "search_cycles": result.search_cycles,
                      "same_embedding_as_baseline": reference is not None and same_embedding(
                          nest, chosen.schedule.embedding, reference.schedule.embedding),
-                     "embeddings_tried": result.tried},
+                     "embeddings_tried": result.tried, "solver": result.solver.as_dict()},
         **speedups(result),
         "verification": verification,
     }

@@ -234,6 +234,11 @@ def markdown(rows: list[dict], config: HwConfig, title: str, dram_rate: float) -
     if kept:
         lines += ["", f"The embedder kept a baseline's program (its own schedules were slower) on {len(kept)} "
                       f"operator(s): {', '.join(kept)}."]
+    incomplete = [row["key"] for row in ok_rows(rows) if (solver := row["embedder"].get("solver"))
+                  and (solver["timed_out"] or solver["capped"])]
+    if incomplete:
+        lines += ["", f"The embedding enumeration was cut short (time limit or solution cap; the embedder chose the "
+                      f"best of what it found) on {len(incomplete)} operator(s): {', '.join(incomplete)}."]
     skipped = [f"{row['key']} {b}: {row['baselines'][b]['skipped']}" for row in ok_rows(rows) for b in BASELINES
                if "skipped" in row["baselines"].get(b, {})]
     if skipped:

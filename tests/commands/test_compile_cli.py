@@ -19,6 +19,7 @@ def test_json_report_is_verified_and_writes_a_bundle(tmp_path):
                 "speedup_vs_rule", "speedup_vs_tuned"):
         assert key in report
     assert report["verified"] is True
+    assert report["solver"]["status"] == "OPTIMAL" and not report["solver"]["timed_out"] | report["solver"]["capped"]
     assert report["speedup"] == report["speedup_vs_tuned"] >= 1
     for name in ("untuned", "rule", "tuned"):
         baseline = report["baselines"][name]
@@ -44,3 +45,11 @@ def test_text_report_names_embedding_and_cycles():
 def test_bad_shape_is_a_one_line_error():
     result = CliRunner().invoke(main, ["--op", "conv", "--shape", "c=4,h=4,w=4,k=4,r=9,s=1"])
     assert result.exit_code == 2 and "filter span" in result.output
+
+
+def test_an_incomplete_enumeration_is_said_not_hidden():
+    result = CliRunner().invoke(main, ["--op", "dense", "--shape", "m=8,n=20,k=33", "--json",
+                                       "--time-limit", "1e-9"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["solver"]["timed_out"] is True
+    assert "warning: dense m=8,n=20,k=33: the solver's time limit ended the enumeration" in result.stderr

@@ -63,10 +63,13 @@ def test_model_size_does_not_grow_with_the_operator():
 
 def test_time_limit_returns_what_was_found_and_says_so():
     result = enumerate_embeddings(Conv2d(2, 16, 8, 8, 32, 3, 3).loop_nest(), SPEC, time_limit=1e-9)
-    assert result.stats.timed_out
+    assert result.stats.timed_out and not result.stats.complete
+    assert "time limit ended the enumeration" in result.stats.incompleteness()
     assert result.ranked and any(item.reference for item in result.ranked)
     capped = enumerate_embeddings(Conv2d(2, 16, 8, 8, 32, 3, 3).loop_nest(), SPEC, max_solutions=3)
-    assert capped.stats.solutions == 3 and not capped.stats.timed_out
+    assert capped.stats.solutions == 3 and not capped.stats.timed_out and capped.stats.capped
+    assert capped.stats.incompleteness() == "the enumeration stopped at the cap of 3 solutions"
+    assert enumerate_embeddings(Conv2d(2, 16, 8, 8, 32, 3, 3).loop_nest(), SPEC).stats.complete
 
 
 def test_alu_operators_embed_their_patterns():

@@ -118,6 +118,15 @@ def test_markdown_names_operators_that_kept_a_baseline_program(tmp_path):
     rows = [row("c1", "conv", 1.0, source="baseline rule"), row("c2", "conv", 3.0)]
     text = write_summary(rows, CONFIG, tmp_path, "t", CONFIG.bus_bytes)["summary.md"].read_text()
     assert "kept a baseline's program (its own schedules were slower) on 1 operator(s): c1 (baseline rule)." in text
+    assert "enumeration was cut short" not in text
+
+
+def test_markdown_names_operators_whose_enumeration_was_cut_short(tmp_path):
+    rows = [row("c1", "conv", 1.0), row("c2", "conv", 3.0)]
+    rows[1]["embedder"]["solver"] = {"timed_out": False, "capped": True}
+    text = write_summary(rows, CONFIG, tmp_path, "t", CONFIG.bus_bytes)["summary.md"].read_text()
+    assert "cut short (time limit or solution cap; the embedder chose the best of what it found) on 1 operator(s): c2." \
+        in text
 
 
 def test_efficiency_above_one_is_flagged_not_hidden(tmp_path):
