@@ -119,7 +119,7 @@ def measure(records: list[TuningRecord], spec: HwSpec, verify: bool = False) -> 
             raise EmbedderError(f"{where(record)}: the program does not verify bit-exactly")
         measured.append(Measured(record, imported.program, imported.measured_cycles, group_of(record)))
     for item in measured:
-        peak = item.record.operator.loop_nest().macs / spec.config.macs_per_cycle
+        peak = item.program.nest.macs / spec.config.macs_per_cycle  # the nest import_record compiled
         if item.measured_cycles < peak and item.group not in excluded:
             excluded[item.group] = (f"{where(item.record)} was measured at {item.measured_cycles:,.0f} cycles, "
                                     f"below the GEMM peak of {peak:,.0f}: the group's times are not its layers'")

@@ -133,12 +133,10 @@ class _CostModel:
             width = insn.x_pad_0 + insn.x_size + insn.x_pad_1
             padding = width * (insn.y_pad_0 + insn.y_size + insn.y_pad_1) - insn.x_size * insn.y_size
             return Cost(self.decode + ceil(insn.y_size * self.row), ceil(data / self.rate), padding)
-        if isinstance(insn, Gemm):
+        if isinstance(insn, (Gemm, Alu)):
             iterations = (insn.uop_end - insn.uop_bgn) * insn.iter_out * insn.iter_in
-            return Cost(self.decode + ceil(iterations * self.gemm + self.depth))
-        if isinstance(insn, Alu):
-            iterations = (insn.uop_end - insn.uop_bgn) * insn.iter_out * insn.iter_in
-            return Cost(self.decode + ceil(iterations * self.alu + self.depth))
+            per_uop = self.gemm if isinstance(insn, Gemm) else self.alu
+            return Cost(self.decode + ceil(iterations * per_uop + self.depth))
         return Cost(self.decode)
 
 
