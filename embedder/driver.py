@@ -149,8 +149,10 @@ def layouts_of(nest: LoopNest, embedding: Embedding) -> dict[str, str]:
 
 
 def lane_fill(nest: LoopNest, embedding: Embedding, config) -> float:
-    """MACs / (issued micro-op iterations x MAC lanes): the embedding's share of useful lanes."""
-    return nest.macs / (embedding.instruction_count(nest.sizes) * config.macs_per_cycle)
+    """MACs / (issued micro-op iterations x MAC lanes): the embedding's share of useful lanes.
+
+    `nest` is the operator's (its MACs count, not the zeros a block diagonal multiplies)."""
+    return nest.macs / (embedding.instruction_count(embedding.embedded(nest).sizes) * config.macs_per_cycle)
 
 
 def program_record(result: CompileResult, program: CompiledProgram, cycles: int, compile_seconds: float) -> dict:
@@ -158,7 +160,7 @@ def program_record(result: CompileResult, program: CompiledProgram, cycles: int,
     nest, schedule = result.nest, program.schedule
     record = {
         "embedding": schedule.embedding.describe(),
-        "layouts": layouts_of(nest, schedule.embedding),
+        "layouts": layouts_of(program.nest, schedule.embedding),
         "schedule": {"tile": dict(schedule.tile), "order": list(schedule.order),
                      "virtual_threads": schedule.virtual_threads},
         "cycles": cycles,

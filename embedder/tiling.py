@@ -7,6 +7,7 @@ calls, so no stage imports a later one.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from embedder.codegen.alu_program import compile_alu_schedule
@@ -34,7 +35,10 @@ class ScheduledProgram:
 
 def schedule_embedding(nest: LoopNest, embedding: Embedding, spec: HwSpec, shift: int,
                        timed: int = TIMED_CANDIDATES) -> ScheduledProgram:
-    """Best schedule of one embedding: analytical ranking, then the cycle model on the top `timed`."""
+    """Best schedule of one embedding: analytical ranking, then the cycle model on the top `timed`.
+
+    `nest` is the operator's; the program runs the embedding's rewrite of it."""
+    nest = embedding.embedded(nest)
     return time_candidates(rank_candidates(nest, embedding, spec),
                            lambda schedule: compile_schedule(nest, schedule, spec.config, shift), spec, embedding, timed)
 
@@ -66,5 +70,14 @@ def time_candidates(candidates: list[Candidate], generate, spec: HwSpec, embeddi
 def schedule_alu_embedding(kernel: AluKernel, embedding: Embedding, spec: HwSpec,
                            timed: int = TIMED_CANDIDATES) -> ScheduledProgram:
     """Best schedule of one embedding of an ALU kernel: analytical ranking, then the cycle model on the top `timed`."""
+    kernel = embedded_kernel(kernel, embedding)
     return time_candidates(rank_alu_candidates(kernel, embedding, spec),
                            lambda schedule: compile_alu_schedule(kernel, schedule, spec.config), spec, embedding, timed)
+
+
+def embedded_kernel(kernel: AluKernel, embedding: Embedding) -> AluKernel:
+    """`kernel` with every nest rewritten as `embedding` sees it (the nests share their dims)."""
+    if not embedding.rewrites:
+        return kernel
+    return dataclasses.replace(kernel, nests=tuple(embedding.embedded(nest) for nest in kernel.nests),
+                               nest=embedding.embedded(kernel.nest))

@@ -5,6 +5,7 @@ import json
 import os
 import platform
 import time
+from math import ceil
 from statistics import geometric_mean
 
 import click
@@ -36,10 +37,13 @@ def list_embeddings_command(op_name: str, shape: str, hw: str, as_json: bool, ti
         return
     for result in results:
         stats = result.stats
-        click.echo(f"{result.nest.name} on {spec.name} with pattern {result.pattern}: {result.nest.macs} MACs, "
-                   f"dataflow nodes {result.dataflow_nodes['operator']} (operator) / {result.dataflow_nodes['pattern']} (pattern)")
+        click.echo(f"{result.nest.name} on {spec.name}, best pattern {result.pattern} of "
+                   f"{result.dataflow_nodes['patterns']} hosting: {result.nest.macs} MACs, "
+                   f"dataflow nodes {result.dataflow_nodes['operator']} (operator)")
+        optimum = "" if stats.objective is None else (f", optimum {stats.objective:.0f} cycles (bound {stats.best_bound:.0f}), "
+                                                      f"listing all within {stats.within}x")
         click.echo(f"solver: {stats.variables} variables, {stats.constraints} constraints, {stats.solutions} solutions, "
-                   f"{stats.wall_seconds:.3f} s, {stats.status}"
+                   f"{stats.wall_seconds:.3f} s, {stats.status}{optimum}"
                    + (f" -- INCOMPLETE: {stats.incompleteness()}" if not stats.complete else ""))
         click.echo(f"{'#':>3} {'pred.cycles':>12} {'compute':>12} {'memory':>12} {'util':>6} {'lanes used':<22} "
                    f"{'data MB':>8}  embedding")
@@ -48,7 +52,9 @@ def list_embeddings_command(op_name: str, shape: str, hw: str, as_json: bool, ti
             replication = ",".join(f"{tensor}x{value:.2f}" for tensor, value in item.replication.items() if value > 1.005)
             click.echo(f"{rank:>3} {item.predicted_cycles:>12} {item.compute_cycles:>12} {item.memory_cycles:>12} "
                        f"{item.utilization:>6.1%} {_lanes_used(item):<22} {item.data_bytes / 1e6:>8.3f}  "
-                       f"{item.describe()} [{roles}]" + (f" replicated {replication}" if replication else "")
+                       f"{item.embedding.pattern}: {item.describe()} [{roles}]"
+                       + (f" replicated {replication}" if replication else "")
+                       + (f" (+{item.twins} twins)" if item.twins else "")
                        + (" (reference)" if item.reference else ""))
         hidden = len(result.ranked) - SHOWN
         if hidden > 0:
@@ -82,10 +88,11 @@ def bench_embed_command(hw: str, time_limit: float) -> None:
                    + (" TIMED OUT" if stats.timed_out else " CAPPED" if stats.capped else ""))
     nodes, variables, constraints = zip(*rows)
     geomean = geometric_mean(walls)
+    p95 = sorted(walls)[max(0, ceil(0.95 * len(walls)) - 1)]
     click.echo(f"summary: {len(operators)} operators in {time.perf_counter() - start:.1f} s; solve wall time max "
-               f"{max(walls):.3f} s, mean {sum(walls) / len(walls):.3f} s, geomean {geomean:.3f} s; {timeouts} timed out or capped; "
+               f"{max(walls):.3f} s, p95 {p95:.3f} s, mean {sum(walls) / len(walls):.3f} s, geomean {geomean:.3f} s; {timeouts} timed out or capped; "
                f"dataflow nodes {min(nodes)}..{max(nodes)}, model variables {min(variables)}..{max(variables)}, "
-               f"constraints {min(constraints)}..{max(constraints)} (flat in operator size); predicted speedup of the top "
+               f"constraints {min(constraints)}..{max(constraints)}; predicted speedup of the top "
                f"embedding over the reference: geomean {geometric_mean(speedups):.2f}x, max {max(speedups):.2f}x")
 
 

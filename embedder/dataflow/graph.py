@@ -10,7 +10,8 @@ holds for the whole affine iteration space.
 Nodes (networkx DiGraph, node attribute `kind`):
 
 * `load`   one per (tensor, index) read: `tensor`, `index`, `in_bounds`
-           (out-of-bounds reads are convolution/pool padding);
+           (out-of-bounds reads are convolution/pool padding; masked reads,
+           zeros off a block diagonal, are nodes of their own);
 * `imm`    the immediate operand of an ALU nest: `value`;
 * `mul`    one per iteration point of a multiply-accumulate nest;
 * `add`    the accumulation of that product into the output element;
@@ -44,9 +45,10 @@ def _index(access: Access, point: dict[str, int]) -> tuple[int, ...]:
 
 def _load(graph: nx.DiGraph, access: Access, point: dict[str, int]) -> tuple:
     index = _index(access, point)
-    node = ("load", access.tensor, index)
+    masked = not access.unmasked(point)  # a zero off the diagonal of a block-diagonal operand
+    node = ("load", access.tensor, index) + (("masked",) if masked else ())
     if node not in graph:
-        inside = all(0 <= value < bound for value, bound in zip(index, access.shape))
+        inside = not masked and all(0 <= value < bound for value, bound in zip(index, access.shape))
         graph.add_node(node, kind="load", tensor=access.tensor, index=index, in_bounds=inside)
     return node
 

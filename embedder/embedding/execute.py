@@ -134,6 +134,8 @@ def reference(nest: LoopNest, tensors: dict[str, np.ndarray]) -> np.ndarray:
         inside = np.ones(grids[0].size, dtype=bool)
         for value, bound in zip(index, access.shape):
             inside &= (value >= 0) & (value < bound)
+        for a, b in access.mask:
+            inside &= point[a] == point[b]
         return np.where(inside, np.asarray(tensors[access.tensor], dtype=np.int64)[tuple(np.where(inside, v, 0) for v in index)], 0)
 
     out = np.zeros(nest.output.shape, dtype=np.int64)

@@ -1,42 +1,24 @@
-"""The CP-SAT embedding model: every way an instruction pattern covers an operator.
+"""Every way an instruction pattern covers an operator: CP-SAT over the two dataflow graphs, ranked by cycles.
 
-Both the operator and the pattern are expanded into scalar dataflow over a
-bounded window (`embedder.dataflow`).  From the graphs we read each
-dimension's signature, the operand roles (out, lhs, rhs) whose element
-changes along it: two neighbouring compute nodes share an operand node
-exactly when that role does not vary, and share their output chain exactly
-when the dimension is a reduction.
+`embedder.embedding.formulation` generates the model from the graphs and
+states it.  Here, for every pattern of the spec that can host the operator
+(the same operation: a multiply-accumulate, or the same ALU opcode with a
+vector or an immediate operand, and lane axes whose memory elements are
+grids) and every role map:
 
-A pattern node (b, i, o) of block (B_b, B_i, B_o) at loop point L maps onto
-the operator node whose coordinates are the row-major unflattening of
-B_a * lanes_a + lane_a over the operator dims assigned to axis a, plus L for
-the loop dims.  The model decides that map:
+1. CP-SAT minimises the predicted cycles and proves the optimum
+   (`solver_status`, `objective`, `best_bound`);
+2. a second solve enumerates every solution within `within` (default
+   1.25x) of the best optimum over all patterns and role maps;
+3. each solution becomes an `Embedding` (with its nest rewrites), is
+   ranked in Python on its derived layouts (which must agree with the
+   model's issued micro-ops and bytes) and cost-equivalent twins (the same
+   cost and the same sizes and flows per axis, such as r <-> s on a square
+   filter) are merged.
 
-* `role[m]`       which operator role plays each pattern role (GEMM: the
-                  operator's lhs as inp or as wgt; ALU: identity);
-* `x[d, a]`       operator dim d is flattened into pattern lane axis a; a
-                  dim in no axis is a loop around the instruction.  This is
-                  the layout decision: it fixes which operator elements form
-                  one memory element of every operand.
-
-Constraints: x[d, a] only when d's signature equals the image of a's
-signature under the role map (shared operands stay shared, reductions stay
-reductions: a reduction dim can only feed a reduction axis or a loop);
-each dim in at most one axis, so the unflattening is a bijection and every
-operator MAC is issued exactly once, padding lanes (flat index >= extent)
-read zeros and their results are dropped.  Padding has a cost:
-extent_a = prod(size_d | x[d, a]), blocks_a = ceil(extent_a / lanes_a),
-issued = prod(blocks_a) * prod(size_d | d loops) micro-op iterations, and
-utilisation = MACs / (issued * lanes).
-
-Symmetry pruning: dims of size 1 and lane axes of one lane carry no choice
-(they are loops), and dims keep the operator's order inside a group, so
-every solution is a distinct embedding.  The model has one variable per
-(dim, axis) pair and role map, whatever the sizes: its size depends on the
-number of dims only.  Solutions are enumerated with a fixed seed and one
-worker, then ranked by predicted cycles: max(compute cycles, DRAM bytes /
-DRAM bytes per cycle (the spec's sustained rate)), the bytes counting
-replication (im2col) and padding.
+The fixed reference embedding (BATCH <- n, BLOCK_IN <- c, BLOCK_OUT <- k)
+is always in the list, found or added.  A time limit or solution cap that
+ends a solve is reported in `SolverStats`, never hidden.
 """
 from __future__ import annotations
 
@@ -47,7 +29,9 @@ from math import ceil, prod
 
 from ortools.sat.python import cp_model
 
-from embedder.dataflow import ROLES, dataflow_graph, dim_signatures
+from embedder.dataflow import ROLES, dataflow_graph
+from embedder.embedding.formulation import EPILOGUE_STAGES, MAX_ISSUED, SCALE, CostWeights, decode, formulate, read_flows, role_maps
+from embedder.embedding.rewrite import rewrite_nest
 from embedder.embedding.types import Embedding, LaneGroup, TensorLayout, tensor_layout
 from embedder.errors import InfeasibleError
 from embedder.hw.config import ALU_IMM_BITS
@@ -58,6 +42,7 @@ from embedder.patterns import Pattern, load_patterns
 SEED = 0
 WORKERS = 1  # enumeration needs a single worker; it also makes the order reproducible
 DEFAULT_MAX_SOLUTIONS = 2000
+DEFAULT_WITHIN = 1.25  # enumerate every embedding predicted within this factor of the optimum
 
 
 @dataclass(frozen=True)
@@ -67,8 +52,11 @@ class SolverStats:
     solutions: int
     wall_seconds: float
     timed_out: bool  # the time limit ended the enumeration: the list is the best found so far
-    status: str
+    status: str  # the optimisation's: OPTIMAL when every model's optimum is proven
     capped: bool = False  # the solution cap ended the enumeration: embeddings may be missing
+    objective: float | None = None  # the best predicted cycles the solver found
+    best_bound: float | None = None  # the solver's proven lower bound on them
+    within: float = 1.0  # the enumeration's factor over `objective`
 
     @property
     def complete(self) -> bool:
@@ -84,7 +72,8 @@ class SolverStats:
 
     def as_dict(self) -> dict:
         return {"variables": self.variables, "constraints": self.constraints, "solutions": self.solutions,
-                "wall_seconds": round(self.wall_seconds, 4), "status": self.status, "timed_out": self.timed_out,
+                "wall_seconds": round(self.wall_seconds, 4), "solver_status": self.status, "objective": self.objective,
+                "best_bound": self.best_bound, "within": self.within, "timed_out": self.timed_out,
                 "capped": self.capped}
 
 
@@ -109,6 +98,7 @@ class RankedEmbedding:
     replication: dict[str, float]  # operator tensor -> stored elements per distinct element
     reference: bool = False  # the fixed reference embedding (BATCH <- n, BLOCK_IN <- c, BLOCK_OUT <- k)
     initializer: str | None = None
+    twins: int = 0  # cost-equivalent embeddings merged into this one (r <-> s on a square filter)
 
     def describe(self) -> str:
         return self.embedding.describe()
@@ -132,6 +122,8 @@ class RankedEmbedding:
                                   "lane_axes": list(layout.lane_axes)} for operand, layout in self.layouts.items()},
             "reference": self.reference,
             "initializer": self.initializer,
+            "rewrites": [step.describe() for step in self.embedding.rewrites],
+            "twins": self.twins,
         }
 
 
@@ -152,26 +144,41 @@ class EnumerationResult:
         return next(item for item in self.ranked if item.reference)
 
 
-def select_pattern(nest: LoopNest, patterns: list[Pattern]) -> Pattern:
-    """The pattern that computes what `nest` computes: GEMM for MACs, the same opcode and operand kind for ALU."""
-    for pattern in patterns:
-        if not pattern.fpga:
+def _kind(nest: LoopNest) -> str:
+    if isinstance(nest, AluNest):
+        return f"ALU {nest.op}{' with immediate' if nest.uses_imm else ''}"
+    return "multiply-accumulate"
+
+
+def hosting_reason(nest: LoopNest, pattern: Pattern) -> str | None:
+    """Why `pattern` cannot host `nest`, or None when it can (then the model decides how)."""
+    if not pattern.fpga:
+        return "the FPGA design lacks the instruction (fpga = false)"
+    if _kind(nest) != _kind(pattern.nest):
+        return f"it computes {_kind(pattern.nest)}, the operator {_kind(nest)}"
+    for access in pattern.nest.accesses:
+        if access.tensor == IMMEDIATE:
             continue
-        if isinstance(nest, AluNest):
-            if isinstance(pattern.nest, AluNest) and pattern.nest.op == nest.op and pattern.uses_imm == nest.uses_imm:
-                return pattern
-        elif not isinstance(pattern.nest, AluNest):
-            return pattern
-    kind = f"ALU {nest.op}{' with immediate' if nest.uses_imm else ''}" if isinstance(nest, AluNest) else "multiply-accumulate"
-    raise InfeasibleError(f"{nest.name}: no {kind} instruction pattern in the spec's pattern files")
+        for expr in access.index:
+            if len(expr.terms) != 1 or expr.terms[0][1] != 1:
+                return (f"operand {access.tensor}'s index '{' + '.join(f'{c}*{d}' for d, c in expr.terms) or expr.offset}' "
+                        f"is not one lane axis: a memory element's lanes must form a grid")
+    return None
 
 
-def role_maps(nest: LoopNest, pattern: Pattern) -> list[dict[str, str]]:
-    """Pattern role -> operator role: out stays out; a MAC's two factors may swap."""
-    identity = {role: role for role in ROLES}
-    if isinstance(pattern.nest, AluNest):
-        return [identity]
-    return [identity, {"out": "out", "lhs": "rhs", "rhs": "lhs"}]
+def select_pattern(nest: LoopNest, patterns: list[Pattern]) -> Pattern:
+    """The first pattern that can host `nest`; InfeasibleError naming each pattern's reason when none can."""
+    return hosting_patterns(nest, patterns)[0]
+
+
+def hosting_patterns(nest: LoopNest, patterns: list[Pattern]) -> list[Pattern]:
+    """Every pattern that can host `nest`, in the spec's order."""
+    reasons = {pattern.name: hosting_reason(nest, pattern) for pattern in patterns}
+    hosting = [pattern for pattern in patterns if reasons[pattern.name] is None]
+    if not hosting:
+        raise InfeasibleError(f"{nest.name}: no {_kind(nest)} instruction pattern in the spec's pattern files"
+                              + "".join(f"; {name}: {reason}" for name, reason in reasons.items()))
+    return hosting
 
 
 class _Collector(cp_model.CpSolverSolutionCallback):
@@ -185,81 +192,25 @@ class _Collector(cp_model.CpSolverSolutionCallback):
             self.StopSearch()
 
 
-def _build_model(nest: LoopNest, pattern: Pattern, op_signatures, pattern_signatures, maps):
-    """The CP-SAT model and a decoder from a solution to (map index, {axis: dims})."""
-    model = cp_model.CpModel()
+def build_embedding(nest: LoopNest, pattern: Pattern, mapping: dict[str, str], assignment: dict[str, tuple[str, ...]],
+                    rewrites: tuple = ()) -> Embedding:
+    """The contract object for one role map and lane assignment; `nest` is the rewritten nest the assignment
+    names dims of (dims in its order on every axis)."""
     sizes = nest.sizes
-    lanes = pattern.lane_axes
-    choice = [model.NewBoolVar(f"map{j}") for j in range(len(maps))]
-    model.AddExactlyOne(choice)
-    open_axes = [axis for axis, count in lanes.items() if count > 1]  # a 1-lane axis is a loop
-    x: dict[tuple[str, str], cp_model.IntVar] = {}
-    for dim in nest.dims:
-        signature = op_signatures[dim.name]
-        if dim.size < 2 or not signature:
-            continue
-        for axis in open_axes:
-            legal = [choice[j] for j, mapping in enumerate(maps)
-                     if signature == frozenset(mapping[role] for role in pattern_signatures[axis])]
-            if legal:
-                var = x[dim.name, axis] = model.NewBoolVar(f"x[{dim.name},{axis}]")
-                model.AddBoolOr(legal).OnlyEnforceIf(var)
-        model.AddAtMostOne([x[key] for key in x if key[0] == dim.name])
-    factors = []
-    for axis in open_axes:
-        members = [dim.name for dim in nest.dims if (dim.name, axis) in x]
-        if not members:
-            continue
-        parts = []
-        for name in members:
-            part = model.NewIntVarFromDomain(cp_model.Domain.FromValues([1, sizes[name]]), f"f[{name},{axis}]")
-            model.Add(part == 1 + (sizes[name] - 1) * x[name, axis])
-            parts.append(part)
-        largest = prod(sizes[name] for name in members)
-        extent = model.NewIntVar(1, largest, f"extent[{axis}]")
-        model.AddMultiplicationEquality(extent, parts)
-        rounded = model.NewIntVar(lanes[axis], largest + lanes[axis] - 1, f"rounded[{axis}]")
-        model.Add(rounded == extent + lanes[axis] - 1)
-        blocks = model.NewIntVar(1, -(-largest // lanes[axis]), f"blocks[{axis}]")
-        model.AddDivisionEquality(blocks, rounded, lanes[axis])
-        factors.append(blocks)
-    for dim in nest.dims:
-        chosen = [x[key] for key in x if key[0] == dim.name]
-        if dim.size < 2:
-            continue
-        loop = model.NewIntVarFromDomain(cp_model.Domain.FromValues([1, dim.size]), f"loop[{dim.name}]")
-        model.Add(loop == dim.size - (dim.size - 1) * sum(chosen))
-        factors.append(loop)
-    # A chain of pairwise products: CP-SAT rejects a product whose factor bounds overflow int64.
-    # Every partial product covers disjoint dims and blocks_a <= extent_a, so each is <= MACs.
-    issued = model.NewConstant(1)
-    for position, factor in enumerate(factors):
-        partial = model.NewIntVar(1, nest.macs, f"issued[{position}]")
-        model.AddMultiplicationEquality(partial, [issued, factor])
-        issued = partial
-
-    def decode(value):
-        mapping = next(j for j, var in enumerate(choice) if value(var))
-        assignment = {axis: tuple(dim.name for dim in nest.dims if (dim.name, axis) in x and value(x[dim.name, axis]))
-                      for axis in lanes}
-        return mapping, assignment, value(issued)
-
-    return model, decode
-
-
-def build_embedding(nest: LoopNest, pattern: Pattern, mapping: dict[str, str], assignment: dict[str, tuple[str, ...]]) -> Embedding:
-    """The contract object for one role map and lane assignment (dims in operator order)."""
-    sizes = nest.sizes
+    order = {dim.name: position for position, dim in enumerate(nest.dims)}
     operator_access = dict(zip(ROLES, nest.accesses))
     operand_map: dict[str, str] = {}
     for role, access in zip(ROLES, pattern.nest.accesses):
         if access.tensor != IMMEDIATE and access.tensor not in operand_map:
             operand_map[access.tensor] = operator_access[mapping[role]].tensor
-    groups = tuple(LaneGroup(axis, count, assignment.get(axis, ()), tuple(sizes[d] for d in assignment.get(axis, ())))
-                   for axis, count in pattern.lane_axes.items())
+    groups = []
+    for axis, count in pattern.lane_axes.items():
+        dims = tuple(sorted(assignment.get(axis, ()), key=order.__getitem__))
+        groups.append(LaneGroup(axis, count, dims, tuple(sizes[d] for d in dims)))
     in_lanes = {dim for group in groups for dim in group.dims}
     loops = tuple(dim.name for dim in nest.dims if dim.name not in in_lanes)
-    return Embedding(pattern.name, operand_map, groups, loops, operand_axes=pattern.operand_axes())
+    return Embedding(pattern.name, operand_map, tuple(groups), loops, operand_axes=pattern.operand_axes(),
+                     rewrites=tuple(rewrites))
 
 
 def _operand_bytes(pattern: Pattern, operand: str, config) -> int:
@@ -272,21 +223,34 @@ def _operand_bytes(pattern: Pattern, operand: str, config) -> int:
     return (config.out_width if spec.writes else config.acc_width) // 8
 
 
+def _is_mac(pattern: Pattern) -> bool:
+    return not isinstance(pattern.nest, AluNest)
+
+
 def rank_embedding(nest: LoopNest, pattern: Pattern, embedding: Embedding, spec, reference: bool = False) -> RankedEmbedding:
-    """Predicted utilisation, data volume and cycles of one embedding."""
+    """Predicted utilisation, data volume and cycles of one embedding of the operator nest `nest`.
+
+    compute = issued micro-ops x cycles per micro-op, plus after a GEMM the requantize epilogue (three ALU
+    sweeps over every acc element); memory = DRAM bytes / the sustained DRAM rate; predicted = the larger.
+    """
     config, timing = spec.config, spec.timing
-    layouts = {operand: tensor_layout(nest, embedding, operand) for operand in embedding.operand_map}
+    embedded = embedding.embedded(nest)
+    layouts = {operand: tensor_layout(embedded, embedding, operand) for operand in embedding.operand_map}
     lanes = prod(pattern.lane_axes.values())
-    issued = embedding.instruction_count(nest.sizes)
+    issued = embedding.instruction_count(embedded.sizes)
     data_bytes = sum(layout.elements * prod(pattern.lane_axes[a] for a in layout.lane_axes) * _operand_bytes(pattern, operand, config)
                      for operand, layout in layouts.items())
+    out_operand = pattern.nest.output.tensor
     initializer = None
     if isinstance(nest, AluNest) and not nest.in_place:
         initializer = nest.lhs.tensor
-        out_operand = next(op for op, tensor in embedding.operand_map.items() if tensor == nest.output.tensor)
         data_bytes += layouts[out_operand].elements * lanes * config.acc_width // 8
-    per_uop = timing.alu_cycles_per_uop if isinstance(pattern.nest, AluNest) else timing.gemm_cycles_per_uop
-    compute = ceil(issued * per_uop)
+    if _is_mac(pattern):
+        compute = issued * timing.gemm_cycles_per_uop
+        compute += EPILOGUE_STAGES * layouts[out_operand].elements * timing.alu_cycles_per_uop
+    else:
+        compute = issued * timing.alu_cycles_per_uop
+    compute = ceil(compute)
     memory = ceil(data_bytes / timing.dram_rate(config))
     return RankedEmbedding(
         embedding=embedding, layouts=layouts, utilization=nest.macs / (issued * lanes), issued=issued,
@@ -306,14 +270,13 @@ def reference_assignment(nest: LoopNest, pattern: Pattern, keep_unit_dims: bool 
     layouts write them.
     """
     sizes = nest.sizes
-    maps = role_maps(nest, pattern)
+    identity = {role: role for role in ROLES}
     if isinstance(nest, AluNest):
-        wanted = {"b": ("n",), "o": ("c",)}
-        mapping = maps[0]
+        wanted, mapping = {"b": ("n",), "o": ("c",)}, identity
     elif nest.name == "conv2d":
-        wanted, mapping = {"b": ("n",), "i": ("c",), "o": ("k",)}, maps[0]
+        wanted, mapping = {"b": ("n",), "i": ("c",), "o": ("k",)}, identity
     elif nest.name == "gemm":
-        wanted, mapping = {"o": ("m",), "i": ("k",)}, maps[-1]
+        wanted, mapping = {"o": ("m",), "i": ("k",)}, {"out": "out", "lhs": "rhs", "rhs": "lhs"}
     else:
         return None
     if not set(wanted) <= set(pattern.lane_axes) or not all(d in sizes for dims in wanted.values() for d in dims):
@@ -329,52 +292,149 @@ def reference_embedding(nest: LoopNest, spec, pattern: Pattern | None = None, ke
 
 
 def _same(a: Embedding, b: Embedding) -> bool:
-    return a.operand_map == b.operand_map and [g.dims for g in a.groups] == [g.dims for g in b.groups]
+    return (a.pattern == b.pattern and a.operand_map == b.operand_map and a.rewrites == b.rewrites
+            and [g.dims for g in a.groups] == [g.dims for g in b.groups])
+
+
+def _weights(nest: LoopNest, pattern: Pattern, spec) -> CostWeights:
+    config, timing = spec.config, spec.timing
+    mac = _is_mac(pattern)
+    initializer = config.acc_width // 8 if isinstance(nest, AluNest) and not nest.in_place else 0
+    return CostWeights(
+        per_uop=round(SCALE * (timing.gemm_cycles_per_uop if mac else timing.alu_cycles_per_uop)),
+        per_epilogue_element=round(SCALE * EPILOGUE_STAGES * timing.alu_cycles_per_uop) if mac else 0,
+        per_byte=round(SCALE / timing.dram_rate(config)),
+        operand_bytes={operand: _operand_bytes(pattern, operand, config) for operand in pattern.operands},
+        initializer_bytes=initializer)
+
+
+def _solver(seconds: float, enumerate_all: bool) -> cp_model.CpSolver:
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = WORKERS
+    solver.parameters.random_seed = SEED
+    solver.parameters.max_time_in_seconds = max(seconds, 1e-3)
+    solver.parameters.enumerate_all_solutions = enumerate_all
+    return solver
+
+
+def _twin_key(nest: LoopNest, item: RankedEmbedding) -> tuple:
+    """What a cost-equivalent twin shares: pattern, operand map, cost, and per axis and among the loops the
+    sizes and index coefficients of the dims (r and s of a square filter look alike)."""
+    embedded = item.embedding.embedded(nest)
+    looks = {dim.name: (dim.size, dim.reduction, tuple(sorted((access.tensor, coef) for access in embedded.accesses
+                                                                for expr in access.index for d, coef in expr.terms
+                                                                if d == dim.name)))
+             for dim in embedded.dims}
+    return (item.embedding.pattern, tuple(sorted(item.embedding.operand_map.items())), item.predicted_cycles,
+            item.data_bytes, item.issued, tuple((g.axis, tuple(sorted(looks[d] for d in g.dims))) for g in item.embedding.groups),
+            tuple(sorted(looks[d] for d in item.embedding.loop_dims)), len(item.embedding.rewrites))
+
+
+def _merge_twins(nest: LoopNest, ranked: list[RankedEmbedding]) -> list[RankedEmbedding]:
+    kept: dict[tuple, int] = {}
+    merged: list[RankedEmbedding] = []
+    for item in ranked:
+        key = _twin_key(nest, item)
+        if key in kept and not item.reference:
+            first = kept[key]
+            merged[first] = dataclasses.replace(merged[first], twins=merged[first].twins + 1)
+            continue
+        kept.setdefault(key, len(merged))
+        merged.append(item)
+    return merged
 
 
 def enumerate_embeddings(nest: LoopNest, spec, time_limit: float = 5.0, max_solutions: int = DEFAULT_MAX_SOLUTIONS,
-                         pattern: Pattern | None = None, window: int = 2) -> EnumerationResult:
-    """Every distinct embedding of `pattern` (default: the spec's matching pattern) into `nest`, best first."""
-    pattern = pattern or select_pattern(nest, load_patterns(spec))
+                         pattern: Pattern | None = None, window: int = 2, within: float = DEFAULT_WITHIN) -> EnumerationResult:
+    """Every distinct embedding within `within` of the optimum, over every hosting pattern (or `pattern`), best first."""
+    if pattern is not None and (reason := hosting_reason(nest, pattern)) is not None:
+        raise InfeasibleError(f"{nest.name}: pattern {pattern.name} cannot host it: {reason}")
+    patterns = [pattern] if pattern is not None else hosting_patterns(nest, load_patterns(spec))
     if isinstance(nest, AluNest) and nest.uses_imm and not -(1 << (ALU_IMM_BITS - 1)) <= nest.imm < (1 << (ALU_IMM_BITS - 1)):
         raise InfeasibleError(f"{nest.name}: immediate {nest.imm} does not fit the {ALU_IMM_BITS}-bit ALU immediate")
-    if nest.macs >= 1 << 62:
-        raise InfeasibleError(f"{nest.name}: {nest.macs} iterations exceed the solver's 62-bit integers")
+    if nest.macs >= MAX_ISSUED:
+        raise InfeasibleError(f"{nest.name}: {nest.macs} iterations exceed the solver's bound of 2^{MAX_ISSUED.bit_length() - 1}")
     start = time.perf_counter()
-    op_graph, pattern_graph = dataflow_graph(nest, window), dataflow_graph(pattern.nest, window)
-    maps = role_maps(nest, pattern)
-    model, decode = _build_model(nest, pattern, dim_signatures(op_graph, nest), dim_signatures(pattern_graph, pattern.nest), maps)
-    solver = cp_model.CpSolver()
-    solver.parameters.enumerate_all_solutions = True
-    solver.parameters.num_workers = WORKERS
-    solver.parameters.random_seed = SEED
-    solver.parameters.max_time_in_seconds = time_limit
-    collector = _Collector(decode, max_solutions)
-    status = solver.Solve(model, collector)
-    if status == cp_model.MODEL_INVALID:  # a bug in the model, never a user error
-        raise RuntimeError(f"{nest.name}: invalid CP-SAT model: {model.Validate()}")
+    deadline = start + time_limit
+    op_graph = dataflow_graph(nest, window)
+    flows = read_flows(nest, op_graph)
+    built = []  # (pattern, formulation, status, objective, bound)
+    for candidate in patterns:
+        pattern_graph = dataflow_graph(candidate.nest, window)
+        pattern_flows = read_flows(candidate.nest, pattern_graph)
+        for mapping in role_maps(pattern_graph, _is_mac(candidate)):
+            formulation = formulate(nest, flows, candidate, pattern_flows, mapping, _weights(nest, candidate, spec))
+            formulation.model.Minimize(formulation.cost)
+            solver = _solver(deadline - time.perf_counter(), enumerate_all=False)
+            status = solver.Solve(formulation.model)
+            if status == cp_model.MODEL_INVALID:  # a bug in the model, never a user error
+                raise RuntimeError(f"{nest.name}: invalid CP-SAT model: {formulation.model.Validate()}")
+            found = status in (cp_model.OPTIMAL, cp_model.FEASIBLE)
+            built.append((candidate, formulation, solver.StatusName(status),
+                          solver.ObjectiveValue() if found else None, solver.BestObjectiveBound() if found else None))
+    feasible = [entry for entry in built if entry[3] is not None]
+    best_objective = min((entry[3] for entry in feasible), default=None)
+    best_bound = min((entry[4] for entry in feasible), default=None)
+    found, timed_out = [], any(entry[2] not in ("OPTIMAL", "INFEASIBLE") for entry in built)
+    if best_objective is not None:
+        threshold = int(best_objective * within)
+        for candidate, formulation, _, objective, _ in feasible:
+            if objective > threshold:
+                continue
+            model = formulation.model
+            model.ClearObjective()
+            model.Add(formulation.cost <= threshold)
+            tensors = dict(zip(ROLES, (access.tensor for access in nest.accesses)))
+
+            def decoded(value, candidate=candidate, formulation=formulation, tensors=tensors):
+                rewrites, assignment = decode(formulation, value,
+                                              lambda pair: tensors[formulation.mapping[pair.copy_role]])
+                return candidate, formulation.mapping, rewrites, assignment, value(formulation.issued), value(formulation.data_bytes)
+
+            collector = _Collector(decoded, max_solutions - len(found))
+            status = _solver(deadline - time.perf_counter(), enumerate_all=True).Solve(model, collector)
+            timed_out |= cp_model.CpSolver().StatusName(status) not in ("OPTIMAL", "INFEASIBLE") and len(collector.found) < collector.limit
+            found += collector.found
+            if len(found) >= max_solutions:
+                break
     ranked = []
-    for mapping_index, assignment, issued in collector.found:
-        embedding = build_embedding(nest, pattern, maps[mapping_index], assignment)
-        item = rank_embedding(nest, pattern, embedding, spec)
-        assert item.issued == issued, "model and embedding disagree on the issued micro-ops"
+    for candidate, mapping, rewrites, assignment, issued, data_bytes in found:
+        embedding = build_embedding(rewrite_nest(nest, rewrites), candidate, mapping, assignment, rewrites)
+        item = rank_embedding(nest, candidate, embedding, spec)
+        assert item.issued == issued and item.data_bytes == data_bytes, \
+            f"model and layout disagree on {item.describe()}: issued {issued} vs {item.issued}, bytes {data_bytes} vs {item.data_bytes}"
         ranked.append(item)
-    embedding = reference_embedding(nest, spec, pattern)
-    if embedding is not None:
+    for candidate in patterns:
+        embedding = reference_embedding(nest, spec, candidate)
+        if embedding is None:
+            continue
         position = next((k for k, item in enumerate(ranked) if _same(item.embedding, embedding)), None)
         if position is None:
-            ranked.append(rank_embedding(nest, pattern, embedding, spec, reference=True))
+            ranked.append(rank_embedding(nest, candidate, embedding, spec, reference=True))
         else:
             ranked[position] = dataclasses.replace(ranked[position], reference=True)
+        break
     if not ranked:
-        raise InfeasibleError(f"{nest.name}: the solver found no embedding of pattern {pattern.name} within {time_limit} s")
+        reasons = "; ".join(f"{c.name}: {status}" for c, _, status, _, _ in built)
+        raise InfeasibleError(f"{nest.name}: the solver found no embedding ({reasons}) within {time_limit} s")
     ranked.sort(key=lambda item: (item.predicted_cycles, -item.utilization, item.data_bytes, item.describe(),
                                   sorted(item.embedding.operand_map.items())))
-    proto = model.Proto()
+    ranked = _merge_twins(nest, ranked)
+    protos = [entry[1].model.Proto() for entry in built]
     stats = SolverStats(
-        variables=len(proto.variables), constraints=len(proto.constraints), solutions=len(collector.found),
-        wall_seconds=time.perf_counter() - start,
-        timed_out=solver.StatusName(status) not in ("OPTIMAL", "INFEASIBLE") and len(collector.found) < max_solutions,
-        status=solver.StatusName(status), capped=len(collector.found) >= max_solutions)
-    return EnumerationResult(nest, pattern.name, ranked, stats,
-                             {"operator": op_graph.number_of_nodes(), "pattern": pattern_graph.number_of_nodes()})
+        variables=sum(len(proto.variables) for proto in protos), constraints=sum(len(proto.constraints) for proto in protos),
+        solutions=len(found), wall_seconds=time.perf_counter() - start, timed_out=timed_out,
+        status=_overall_status(built), capped=len(found) >= max_solutions,
+        objective=None if best_objective is None else best_objective / SCALE,
+        best_bound=None if best_bound is None else best_bound / SCALE, within=within)
+    return EnumerationResult(nest, ranked[0].embedding.pattern, ranked, stats,
+                             {"operator": op_graph.number_of_nodes(), "patterns": len(patterns)})
+
+
+def _overall_status(built) -> str:
+    """OPTIMAL when every model's optimum is proven (or it is infeasible), else the weakest status."""
+    statuses = {entry[2] for entry in built}
+    for weakest in ("UNKNOWN", "FEASIBLE"):
+        if weakest in statuses:
+            return weakest
+    return "OPTIMAL" if "OPTIMAL" in statuses else "INFEASIBLE"

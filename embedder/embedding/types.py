@@ -21,6 +21,7 @@ from math import ceil, gcd, prod
 
 import numpy as np
 
+from embedder.embedding.rewrite import Rewrite, Unit, rewrite_nest
 from embedder.ops.ir import Affine, LoopNest
 
 # Lane axes of the GEMM pattern and the pattern operands each one indexes.
@@ -70,6 +71,7 @@ class GridAxis:
     name: str
     extent: int
     expr: Affine  # grid coordinate as a function of loop dims and block loops
+    step: int = 1  # index distance between neighbouring grid coordinates (the gcd of the loop coefficients)
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,12 @@ class Embedding:
     # pattern operand -> its lane axes, for patterns other than GEMM (ALU: acc/src -> (b, o));
     # operands not listed use PATTERN_OPERAND_AXES
     operand_axes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # rewrites of the operator's nest the groups and loops refer to (`embedder.embedding.rewrite`)
+    rewrites: tuple[Rewrite, ...] = ()
+
+    def embedded(self, nest: LoopNest) -> LoopNest:
+        """The operator's nest as this embedding sees it: with its rewrites applied."""
+        return rewrite_nest(nest, self.rewrites)
 
     def axes_of(self, operand: str) -> tuple[str, ...]:
         """Lane axes of one pattern operand's memory element."""
@@ -110,7 +118,8 @@ class Embedding:
 
     def describe(self) -> str:
         lanes = ", ".join(f"{g.axis}<-({'*'.join(g.dims) or '-'})" for g in self.groups)
-        return f"{lanes}; loops {','.join(self.loop_dims) or '-'}"
+        rewrites = "".join(f"{step.describe()}; " for step in self.rewrites if not isinstance(step, Unit))
+        return f"{rewrites}{lanes}; loops {','.join(self.loop_dims) or '-'}"
 
     def instruction_count(self, sizes: dict[str, int]) -> int:
         """GEMM micro-op iterations needed: one per block combination and loop point."""
@@ -151,7 +160,7 @@ def tensor_layout(nest: LoopNest, embedding: Embedding, operand: str) -> TensorL
         lowest = sum(min(0, coef * (sizes[d] - 1)) for d, coef in loop_part.terms)
         highest = sum(max(0, coef * (sizes[d] - 1)) for d, coef in loop_part.terms)
         scaled = Affine(tuple((d, coef // step) for d, coef in loop_part.terms), -lowest // step)
-        grid.append(GridAxis(f"{access.tensor}{position}", (highest - lowest) // step + 1, scaled))
+        grid.append(GridAxis(f"{access.tensor}{position}", (highest - lowest) // step + 1, scaled, step))
     distinct = prod(access.shape)
     lanes = prod(group.lanes for group in groups)
     stored = prod(axis.extent for axis in grid) * lanes
@@ -186,12 +195,13 @@ def source_indices(nest: LoopNest, embedding: Embedding, layout: TensorLayout) -
         value = lane_part.evaluate(point) if lane_part.terms else 0
         if loop_part.terms:
             axis = next(loop_axes)
-            step = abs(loop_part.terms[0][1]) // abs(axis.expr.terms[0][1])
-            value = value + (grid_index[axis.name] * step - axis.expr.offset * step) + loop_part.offset
+            value = value + (grid_index[axis.name] - axis.expr.offset) * axis.step + loop_part.offset
         else:
             value = value + loop_part.offset
         indices.append(np.broadcast_to(value, shape))
     for index, bound in zip(indices, access.shape):
         valid &= (index >= 0) & (index < bound)
+    for a, b in access.mask:  # zero off the block diagonal; the model keeps both dims on this operand's lanes
+        valid &= point[a] == point[b]
     clipped = tuple(np.where(valid, index, 0) for index in indices)
     return clipped, valid

@@ -77,20 +77,19 @@ def embeddings_worth_scheduling(nest: LoopNest, spec: HwSpec, time_limit: float)
 
 
 def resized(embedding: Embedding, nest: LoopNest) -> Embedding:
-    """The same embedding (operand map, lane dims, loops) on an operator of other sizes."""
-    sizes = nest.sizes
+    """The same embedding (rewrites, operand map, lane dims, loops) on an operator of other sizes."""
+    sizes = embedding.embedded(nest).sizes
     groups = tuple(LaneGroup(g.axis, g.lanes, g.dims, tuple(sizes[d] for d in g.dims)) for g in embedding.groups)
     return Embedding(embedding.pattern, dict(embedding.operand_map), groups, embedding.loop_dims,
-                     dict(embedding.operand_axes))
+                     dict(embedding.operand_axes), embedding.rewrites)
 
 
 def same_embedding(nest: LoopNest, a: Embedding, b: Embedding) -> bool:
     """Equal up to size-1 dims (a dim of extent 1 in a lane group is the same as a loop of one iteration)."""
-    sizes = nest.sizes
-
     def lanes(embedding):
+        sizes = embedding.embedded(nest).sizes
         return sorted((g.axis, tuple(d for d in g.dims if sizes[d] > 1)) for g in embedding.groups)
-    return a.operand_map == b.operand_map and lanes(a) == lanes(b)
+    return a.operand_map == b.operand_map and a.rewrites == b.rewrites and lanes(a) == lanes(b)
 
 
 def _verify(operator, program: CompiledProgram, spec: HwSpec, who: str, timed_cycles: int | None) -> None:

@@ -47,14 +47,25 @@ class Affine:
 
 @dataclass(frozen=True)
 class Access:
-    """A tensor and the affine index expression of each of its axes."""
+    """A tensor and the affine index expression of each of its axes.
+
+    `mask` lists pairs of dims (a, b): the access reads zero wherever the
+    point's a and b differ.  Operators never have one; the diagonal rewrite
+    (`embedder.embedding.rewrite`) adds it to the weight of a block-diagonal
+    embedding.
+    """
 
     tensor: str
     shape: tuple[int, ...]
     index: tuple[Affine, ...]
+    mask: tuple[tuple[str, str], ...] = ()
 
     def dims(self) -> frozenset[str]:
         return frozenset(name for expr in self.index for name in expr.dims)
+
+    def unmasked(self, point) -> bool:
+        """Whether the mask lets `point` (dim -> value) read the tensor."""
+        return all(point[a] == point[b] for a, b in self.mask)
 
 
 @dataclass(frozen=True)

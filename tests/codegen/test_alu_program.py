@@ -22,7 +22,7 @@ from embedder.ops.alu_kernel import alu_kernel
 from embedder.ops.reference import requantize
 from embedder.schedule.types import Schedule, schedule_dims
 from embedder.sim.run import run_program
-from embedder.tiling import schedule_alu_embedding
+from embedder.tiling import embedded_kernel, schedule_alu_embedding
 
 SPECS = ("pynq_1x16x16", "pynq_2x16x16", "pynq_1x32x32")
 
@@ -46,7 +46,8 @@ def _check(operator, spec_name, data):
     spec = load_spec(spec_name)
     kernel = alu_kernel(operator)
     ranked = enumerate_embeddings(kernel.nest, spec, time_limit=2.0).ranked
-    embedding = data.draw(st.sampled_from(ranked)).embedding  # replicated and padded layouts included
+    embedding = data.draw(st.sampled_from(ranked)).embedding  # replicated, padded and split layouts included
+    kernel = embedded_kernel(kernel, embedding)
     schedule = data.draw(schedules(kernel.nest, embedding))
     try:
         program = compile_alu_schedule(kernel, schedule, spec.config)

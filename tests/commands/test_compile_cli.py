@@ -19,7 +19,7 @@ def test_json_report_is_verified_and_writes_a_bundle(tmp_path):
                 "speedup_vs_rule", "speedup_vs_tuned"):
         assert key in report
     assert report["verified"] is True
-    assert report["solver"]["status"] == "OPTIMAL" and not report["solver"]["timed_out"] | report["solver"]["capped"]
+    assert report["solver"]["solver_status"] == "OPTIMAL" and not report["solver"]["timed_out"] | report["solver"]["capped"]
     assert report["speedup"] == report["speedup_vs_tuned"] >= 1
     for name in ("untuned", "rule", "tuned"):
         baseline = report["baselines"][name]

@@ -1,0 +1,430 @@
+"""The CP-SAT formulation of embedding a pattern into an operator, generated from their dataflow graphs.
+
+Reading the graphs (`read_flows`).  Both nests are expanded into scalar
+dataflow over a window (`embedder.dataflow`).  For every dim, the compute
+node at the window's origin and the one a step along the dim give the
+dim's *flow*: for each operand role, the step of the operand element's
+index (the coefficients of the affine access, read from the nodes), and
+whether the step continues the origin's accumulation chain (a reduction).
+A pattern lane axis has a flow in the pattern's graph the same way.
+
+The lifted model.  A node-level map from pattern nodes to operator nodes
+that is a translation along the iteration space is fixed by where each
+operator dim goes, so the model decides, per role map mu (pattern role ->
+operator role: a product's factors may swap, read from the pattern's mul
+node), for every operator dim d:
+
+    form[d, phi]      d whole, or split d = f * d/f + d%f (phi = f; f from the
+                      lane counts and the strides read from the graphs)
+    on[p, a]          piece p of the chosen form fills lane axis a (row-major
+                      in operator order with the other pieces on a)
+    diag[p, a, a']    p fills the output axis a and the reduction axis a' at
+                      once (block diagonal, `rewrite.Diagonal`)
+    loop[p]           p is a loop around the instruction
+
+subject to
+
+    sum_phi form[d, phi] = 1,   loop[p] + sum_a on[p, a] + sum diag[p, .] = form[d, phi(p)]
+    on[p, a]     only if flow(p) hosts flow(a) under mu: the output moves
+                 along p iff it moves along a, p continues the accumulation
+                 chain iff a does, and an operand moving along p moves
+                 along a (one that moves along a but not p is broadcast)
+    diag[p,a,a'] only if p moves the output and both factors, a is an
+                 output axis, a' a reduction axis, one factor moves along
+                 both (it takes the zero off-diagonal lanes), and then
+                 blocks[a] = blocks[a'] = 1
+    extent[a] = prod_p size(p)^(on or diag on a),  blocks[a] = ceil(extent[a] / lanes[a])
+    issued    = prod_a blocks[a] * prod_p size(p)^loop[p]
+    elements[X] = prod_{a in axes(X)} blocks[a] * prod_k span_k   (span_k: the loop part
+                  of index k of X's tensor, a table over the form and loop choices)
+    cycles    = max(issued * c_uop + epilogue * elements[acc] * c_alu,
+                    sum_X bytes(X) * lanes(X) * elements[X] / dram rate)
+
+minimising cycles.  Every operator MAC is issued exactly once: a whole dim
+or split piece sits in exactly one place, the lanes of an axis unflatten
+row-major onto distinct points, and a diagonal's off-diagonal lanes
+multiply a zero.  Why the window suffices: the accesses are affine, so the
+step of an operand along a dim is the same at every point of the
+iteration space; the window only has to contain one step along each dim,
+and a translation-invariant map that matches the steps there matches them
+everywhere.  Padding lanes (an extent that does not fill its blocks, a
+split that does not divide) read zeros and their results are dropped;
+they are paid for in `issued` and in the bytes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import product
+from math import ceil, gcd, prod
+
+import networkx as nx
+from ortools.sat.python import cp_model
+
+from embedder.dataflow import ROLES, dataflow_graph
+from embedder.embedding.rewrite import Diagonal, Split, Unit, split_is_exact
+from embedder.ops.ir import LoopNest
+
+SCALE = 1000  # cycles are modelled in thousandths, so fractional constants stay exact enough
+# Caps on the products, so the cost fits CP-SAT's 64-bit integers: no operator of the 2^40 MACs the
+# model admits has an embedding worth having beyond them (2^40 memory elements are 4 TB of DRAM).
+MAX_ISSUED = 1 << 44
+MAX_ELEMENTS = 1 << 40
+EPILOGUE_STAGES = 3  # requantize after a GEMM: SHR, MAX, MIN over every acc element
+
+
+@dataclass(frozen=True)
+class Flow:
+    """How one dim moves the dataflow: per role, the step of its operand's index; whether it reduces."""
+
+    name: str
+    size: int
+    steps: dict[str, tuple[int, ...]]
+    reduction: bool
+
+    def moves(self, role: str) -> bool:
+        return any(self.steps[role])
+
+
+def _compute_nodes(graph: nx.DiGraph) -> dict[tuple, tuple]:
+    """Iteration point -> the node that updates the output there (MAC: the add; ALU: the op)."""
+    return {node[1]: node for node, data in graph.nodes(data=True)
+            if "coords" in data and data["kind"] != "mul" and "index" in data}
+
+
+def read_flows(nest: LoopNest, graph: nx.DiGraph) -> dict[str, Flow]:
+    """The flow of every dim of `nest` with two or more points, read from its dataflow graph."""
+    nodes = _compute_nodes(graph)
+    origin = tuple(0 for _ in nest.dims)
+    base = graph.nodes[nodes[origin]]["operands"]
+    flows = {}
+    for position, dim in enumerate(nest.dims):
+        if dim.size < 2:
+            continue
+        point = tuple(1 if k == position else 0 for k in range(len(nest.dims)))
+        moved = graph.nodes[nodes[point]]["operands"]
+        steps = {role: tuple(b - a for a, b in zip(base[role][1], moved[role][1])) for role in ROLES}
+        # A reduction: both updates lie on one accumulation chain (the chain edges are the graph's only paths
+        # between update nodes).
+        flows[dim.name] = Flow(dim.name, dim.size, steps, nx.has_path(graph, nodes[origin], nodes[point]))
+    return flows
+
+
+def role_maps(pattern_graph: nx.DiGraph, is_mac: bool) -> list[dict[str, str]]:
+    """Pattern role -> operator role.  A product's two factors commute (both feed one mul node), so a
+    multiply-accumulate may take the operator's factors in either order; an ALU op is in place."""
+    identity = {role: role for role in ROLES}
+    return [identity, {"out": "out", "lhs": "rhs", "rhs": "lhs"}] if is_mac else [identity]
+
+
+def hosts(dim: Flow, axis: Flow, mapping: dict[str, str]) -> bool:
+    """Whether operator dim `dim` may fill lane axis `axis` under `mapping` (see the module docstring)."""
+    if dim.moves("out") != axis.moves("out") or dim.reduction != axis.reduction:
+        return False
+    return all(axis.moves(role) or not dim.moves(mapping[role]) for role in ("lhs", "rhs"))
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A whole dim or one piece of a split: its name in the rewritten nest and its size."""
+
+    name: str
+    dim: str
+    size: int
+    scale: int  # coefficient of the piece in the dim: d = scale * piece + ...
+    form: int  # index into the dim's forms
+
+
+@dataclass(frozen=True)
+class DiagonalPair:
+    out_axis: str
+    reduction_axis: str
+    masked_role: str  # pattern role of the factor that moves along both axes
+    copy_role: str  # the other factor: it reads the twin dim
+
+
+@dataclass
+class Formulation:
+    """One role map's model, its variables and what a solution decodes to."""
+
+    mapping: dict[str, str]
+    model: cp_model.CpModel
+    cost: cp_model.IntVar
+    issued: cp_model.IntVar
+    data_bytes: cp_model.LinearExpr
+    forms: dict[str, list[tuple]]  # dim -> [(), (Split,), ...] rewrites per form
+    form_vars: dict[tuple[str, int], cp_model.IntVar]
+    pieces: list[Piece]
+    on: dict[tuple[str, str], cp_model.IntVar]
+    diag: dict[tuple[str, DiagonalPair], cp_model.IntVar]
+    loop: dict[str, cp_model.IntVar] = field(default_factory=dict)
+    unit_dims: tuple[str, ...] = ()  # dims of one point, dropped (`rewrite.Unit`)
+
+
+def split_factors(nest: LoopNest, flow: Flow, lanes: dict[str, int], flows: dict[str, Flow]) -> tuple[list[int], set[int]]:
+    """Factors a dim may be split by, and which of them are stride phases.
+
+    Lane counts and the quotients of the size by them (one piece fills an
+    axis, the other goes to another), divisors of lane counts (pieces that
+    share axes), and the strides of the index positions the dim shares with
+    a dim of larger step (read from the flows: the stride phase of a filter
+    tap, whose outer piece may then be a loop).
+    """
+    size = flow.size
+    factors, strides = set(), set()
+    for count in lanes.values():
+        if count < 2:
+            continue
+        factors.add(count)
+        if size % count == 0:
+            factors.add(size // count)
+        factors.update(f for f in range(2, count) if count % f == 0 and size % f == 0)
+    for role in ROLES:
+        for position, step in enumerate(flow.steps[role]):
+            if step:
+                strides.update(abs(other.steps[role][position]) for other in flows.values()
+                               if other.name != flow.name and abs(other.steps[role][position]) > abs(step))
+    exact = split_is_exact(nest, flow.name)
+    usable = sorted(f for f in factors | strides if 2 <= f < size and (size % f == 0 or exact))
+    return usable, strides
+
+
+def diagonal_pairs(pattern_flows: dict[str, Flow]) -> list[DiagonalPair]:
+    """(output axis, reduction axis, masked factor, copy factor) quadruples the pattern's dataflow allows."""
+    pairs = []
+    for out_axis, reduction_axis in product(pattern_flows.values(), repeat=2):
+        if not out_axis.moves("out") or out_axis.reduction or not reduction_axis.reduction:
+            continue
+        for masked, copy in (("lhs", "rhs"), ("rhs", "lhs")):
+            if (out_axis.moves(masked) and reduction_axis.moves(masked) and reduction_axis.moves(copy)
+                    and not out_axis.moves(copy)):
+                pairs.append(DiagonalPair(out_axis.name, reduction_axis.name, masked, copy))
+    return pairs
+
+
+def _upper(model: cp_model.CpModel, var) -> int:
+    return list(model.Proto().variables[var.Index()].domain)[-1]  # this wrapper ignores negative indices
+
+
+def _product(model: cp_model.CpModel, factors: list, upper: int, name: str):
+    """A variable equal to the product of `factors` (a chain of pairwise products: CP-SAT bounds each)."""
+    result = model.NewConstant(1)
+    for position, factor in enumerate(factors):
+        partial = model.NewIntVar(1, max(1, upper), f"{name}[{position}]")
+        model.AddMultiplicationEquality(partial, [result, factor])
+        result = partial
+    return result
+
+
+def _power(model: cp_model.CpModel, size: int, chosen, name: str):
+    """size if `chosen` else 1."""
+    var = model.NewIntVarFromDomain(cp_model.Domain.FromValues([1, size]), name)
+    model.Add(var == 1 + (size - 1) * chosen)
+    return var
+
+
+def _span(terms: list[tuple[int, int]]) -> int:
+    """Grid extent of an index whose loop part is sum(coef * x), x < size, over (coef, size) terms."""
+    wide = [(coef, size) for coef, size in terms if size > 1]
+    if not wide:
+        return 1
+    step = 0
+    for coef, _ in wide:
+        step = gcd(step, abs(coef))
+    return sum(abs(coef) * (size - 1) for coef, size in wide) // step + 1
+
+
+@dataclass(frozen=True)
+class CostWeights:
+    """The cycle model's constants in thousandths of a cycle (see `SCALE`)."""
+
+    per_uop: int
+    per_epilogue_element: int  # 0 for ALU patterns
+    per_byte: int
+    operand_bytes: dict[str, int]  # pattern operand -> DRAM bytes per lane
+    initializer_bytes: int  # ALU out = op(a, b): bytes per acc lane of a, loaded first (0 when in place)
+
+
+def formulate(nest: LoopNest, flows: dict[str, Flow], pattern, pattern_flows: dict[str, Flow],
+              mapping: dict[str, str], weights: CostWeights) -> Formulation:
+    """The model of one role map (infeasible when some dim that moves the dataflow has nowhere to go)."""
+    model = cp_model.CpModel()
+    lanes = pattern.lane_axes
+    axes = [a for a, count in lanes.items() if count > 1]  # a one-lane axis holds nothing worth choosing
+    pairs = [pair for pair in diagonal_pairs(pattern_flows) if lanes[pair.out_axis] > 1 and lanes[pair.reduction_axis] > 1]
+    role_of = {access.tensor: role for role, access in zip(ROLES, pattern.nest.accesses)}
+    forms: dict[str, list[tuple]] = {}
+    form_vars: dict[tuple[str, int], cp_model.IntVar] = {}
+    pieces: list[Piece] = []
+    on: dict[tuple[str, str], cp_model.IntVar] = {}
+    diag: dict[tuple[str, DiagonalPair], cp_model.IntVar] = {}
+    loop: dict[str, cp_model.IntVar] = {}
+    constant_loops = 1
+    for dim in nest.dims:
+        flow = flows.get(dim.name)
+        if flow is None:
+            continue
+        if not any(flow.moves(role) for role in ROLES):
+            constant_loops *= dim.size
+            continue
+        factors, strides = split_factors(nest, flow, lanes, flows)
+        choices = [()] + [(Split(dim.name, f),) for f in factors]
+        forms[dim.name] = choices
+        chosen = [model.NewBoolVar(f"form[{dim.name},{k}]") for k in range(len(choices))]
+        model.AddExactlyOne(chosen)
+        for k, rewrite in enumerate(choices):
+            form_vars[dim.name, k] = chosen[k]
+            if rewrite:
+                (split,) = rewrite
+                parts = [Piece(split.outer, dim.name, -(-dim.size // split.factor), split.factor, k),
+                         Piece(split.inner, dim.name, split.factor, 1, k)]
+            else:
+                parts = [Piece(dim.name, dim.name, dim.size, 1, k)]
+            placing: dict[str, dict[str, list]] = {}  # piece -> axis -> the variables that put it there
+            for piece in parts:
+                pieces.append(piece)
+                places = [loop.setdefault(piece.name, model.NewBoolVar(f"loop[{piece.name}]"))]
+                axes_of = placing[piece.name] = {}
+                for axis in axes:
+                    if hosts(flow, pattern_flows[axis], mapping):
+                        var = on[piece.name, axis] = model.NewBoolVar(f"on[{piece.name},{axis}]")
+                        places.append(var)
+                        axes_of.setdefault(axis, []).append(var)
+                for pair in pairs:
+                    if (not flow.reduction and flow.moves("out") and flow.moves(mapping[pair.masked_role])
+                            and flow.moves(mapping[pair.copy_role])
+                            and piece.size <= min(lanes[pair.out_axis], lanes[pair.reduction_axis])):
+                        var = diag[piece.name, pair] = model.NewBoolVar(
+                            f"diag[{piece.name},{pair.out_axis},{pair.reduction_axis}]")
+                        places.append(var)
+                        axes_of.setdefault(pair.out_axis, []).append(var)
+                        axes_of.setdefault(pair.reduction_axis, []).append(var)
+                model.Add(sum(places) == chosen[k])
+            if rewrite:
+                _split_symmetry(model, parts, placing, on, loop, axes, is_stride=rewrite[0].factor in strides)
+    by_name = {piece.name: piece for piece in pieces}
+
+    def on_axis(axis: str) -> list[tuple[Piece, object]]:
+        members = [(by_name[p], var) for (p, a), var in on.items() if a == axis]
+        members += [(by_name[p], var) for (p, pair), var in diag.items() if axis in (pair.out_axis, pair.reduction_axis)]
+        return members
+
+    blocks: dict[str, object] = {}
+    for axis in axes:
+        members = on_axis(axis)
+        upper = 1
+        for dim_name in forms:
+            upper *= max([prod(piece.size for piece, _ in members if piece.dim == dim_name and piece.form == k)
+                          for k in range(len(forms[dim_name]))] + [1])
+        extent = _product(model, [_power(model, piece.size, var, f"f[{piece.name},{axis}]") for piece, var in members],
+                          upper, f"extent[{axis}]")
+        count = model.NewIntVar(1, ceil(upper / lanes[axis]), f"blocks[{axis}]")
+        model.AddDivisionEquality(count, extent + lanes[axis] - 1, lanes[axis])
+        blocks[axis] = count
+    for (name, pair), var in diag.items():
+        for axis in (pair.out_axis, pair.reduction_axis):
+            model.Add(blocks[axis] == 1).OnlyEnforceIf(var)
+    loop_upper = constant_loops * prod(max(prod(p.size for p in pieces if p.dim == d and p.form == k)
+                                           for k in range(len(forms[d]))) for d in forms)
+    lane_upper = prod(ceil(loop_upper / lanes[a]) + 1 for a in axes)
+    issued_upper = loop_upper * lane_upper
+    loops = [_power(model, piece.size, loop[piece.name], f"l[{piece.name}]") for piece in pieces]
+    issued = _product(model, [model.NewConstant(constant_loops)] + [blocks[a] for a in axes] + loops,
+                      min(issued_upper, MAX_ISSUED), "issued")
+    elements: dict[str, object] = {}
+    for operand in pattern.operands:
+        role = role_of[operand]
+        access = nest.accesses[ROLES.index(mapping[role])]
+        operand_axes = [a for a in pattern.operand_axes()[operand] if a in blocks]
+        spans = [_index_span(model, access, position, forms, form_vars, pieces, loop, nest, f"span[{operand},{position}]")
+                 for position in range(len(access.index))]
+        upper = prod(_upper(model, var) for var in spans + [blocks[a] for a in operand_axes])
+        elements[operand] = _product(model, [blocks[a] for a in operand_axes] + spans, min(upper, MAX_ELEMENTS),
+                                     f"elements[{operand}]")
+    out_operand = pattern.nest.output.tensor
+    lanes_of = {operand: prod(lanes[a] for a in pattern.operand_axes()[operand]) for operand in pattern.operands}
+    data_bytes = sum(weights.operand_bytes[operand] * lanes_of[operand] * elements[operand] for operand in pattern.operands)
+    data_bytes += weights.initializer_bytes * lanes_of[out_operand] * elements[out_operand]
+    compute = issued * weights.per_uop + elements[out_operand] * weights.per_epilogue_element
+    memory = data_bytes * weights.per_byte
+    def upper(var) -> int:
+        return _upper(model, var)
+    compute_upper = upper(issued) * weights.per_uop + upper(elements[out_operand]) * weights.per_epilogue_element
+    memory_upper = weights.per_byte * sum((weights.operand_bytes[op] + (weights.initializer_bytes if op == out_operand else 0))
+                                          * lanes_of[op] * upper(elements[op]) for op in pattern.operands)
+    cost = model.NewIntVar(0, max(compute_upper, memory_upper), "cycles")
+    model.AddMaxEquality(cost, [compute, memory])
+    # an operator of one point keeps its dims: the nest needs one to iterate
+    unit_dims = tuple(dim.name for dim in nest.dims if dim.size == 1) if nest.macs > 1 else ()
+    return Formulation(mapping, model, cost, issued, data_bytes, forms, form_vars, pieces, on, diag, loop, unit_dims)
+
+
+def _split_symmetry(model, parts, placing, on, loop, axes, is_stride: bool) -> None:
+    """Keep a split only where it expresses what the whole dim cannot.
+
+    The inner piece is never a loop (a loop inner piece with the outer on
+    lanes packs every f-th element: a strided copy of the whole dim on those
+    lanes), the pieces never share an axis (together they are the whole
+    dim), and an outer loop around inner lanes is a stride phase only (for
+    any other factor the whole dim's blocks are the same loop).  A diagonal
+    inner piece under an outer loop stays: that is a depthwise layer's
+    16-group blocks.
+    """
+    outer, inner = parts
+    model.Add(loop[inner.name] == 0)
+    for axis in axes:
+        outer_on, inner_on = placing[outer.name].get(axis, []), placing[inner.name].get(axis, [])
+        if outer_on and inner_on:
+            model.Add(sum(outer_on + inner_on) <= 1)
+        if not is_stride and (inner.name, axis) in on:
+            model.AddBoolOr([loop[outer.name].Not(), on[inner.name, axis].Not()])
+
+
+def _index_span(model, access, position, forms, form_vars, pieces, loop, nest, name):
+    """span_k: the grid extent of index `position` of `access`, tabulated over its dims' forms and loop choices."""
+    expr = access.index[position]
+    sizes = nest.sizes
+    modelled = [dim for dim, _ in expr.terms if dim in forms]
+    fixed = [(coef, sizes[dim]) for dim, coef in expr.terms if dim not in forms]  # unit dims and dims moving nothing
+    coefficient = dict(expr.terms)
+    columns, states_per_dim = [], []
+    for dim in modelled:
+        dim_pieces = [p for p in pieces if p.dim == dim]
+        columns += [form_vars[dim, k] for k in range(len(forms[dim]))] + [loop[p.name] for p in dim_pieces]
+        states = []
+        for k in range(len(forms[dim])):
+            own = [p for p in dim_pieces if p.form == k]
+            for flags in product((0, 1), repeat=len(own)):
+                chosen = dict(zip((p.name for p in own), flags))
+                row = [int(j == k) for j in range(len(forms[dim]))] + [chosen.get(p.name, 0) for p in dim_pieces]
+                terms = [(coefficient[dim] * p.scale, p.size) for p in own if chosen[p.name]]
+                states.append((row, terms))
+        states_per_dim.append(states)
+    table = {}
+    for combination in product(*states_per_dim):
+        row = [value for state in combination for value in state[0]]
+        terms = fixed + [term for state in combination for term in state[1]]
+        table[tuple(row)] = _span(terms)
+    span = model.NewIntVar(1, max(table.values(), default=_span(fixed)), name)
+    if columns:
+        model.AddAllowedAssignments(columns + [span], [list(row) + [value] for row, value in table.items()])
+    else:
+        model.Add(span == _span(fixed))
+    return span
+
+
+def decode(formulation: Formulation, value, copy_tensor) -> tuple[tuple, dict[str, tuple[str, ...]]]:
+    """(rewrites, axis -> pieces) of a solution; `copy_tensor(pair)` names the factor that reads the twin."""
+    rewrites: list = [Unit(dim) for dim in formulation.unit_dims]
+    for dim, choices in formulation.forms.items():
+        k = next(k for k in range(len(choices)) if value(formulation.form_vars[dim, k]))
+        rewrites.extend(choices[k])
+    placed: dict[str, list[str]] = {}
+    for (piece, axis), var in formulation.on.items():
+        if value(var):
+            placed.setdefault(axis, []).append(piece)
+    for (piece, pair), var in formulation.diag.items():
+        if value(var):
+            rewrites.append(Diagonal(piece, copy_tensor(pair)))
+            placed.setdefault(pair.out_axis, []).append(piece)
+            placed.setdefault(pair.reduction_axis, []).append(f"{piece}'")
+    return tuple(rewrites), {axis: tuple(names) for axis, names in placed.items()}
