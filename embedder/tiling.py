@@ -46,22 +46,26 @@ def schedule_embedding(nest: LoopNest, embedding: Embedding, spec: HwSpec, shift
 def time_candidates(candidates: list[Candidate], generate, spec: HwSpec, embedding: Embedding,
                     timed: int) -> ScheduledProgram:
     """Generate candidates in ranked order (`generate(schedule)`, skipping InfeasibleError) until `timed`
-    programs exist; the fastest on the cycle model wins."""
+    programs exist, among the tilings whose largest dim takes one of its two largest fitting tiles and again
+    among the `wide` rest (smaller tiles of it); the fastest on the cycle model wins."""
     best = None
     rejected: list[str] = []  # why candidates did not generate, for the error when none does
-    generated = 0
-    for candidate in candidates:
-        if generated == timed:
-            break
-        try:
-            program = generate(candidate.schedule)
-        except InfeasibleError as error:
-            rejected.append(str(error))
-            continue
-        generated += 1
-        stats = time_program(program, spec.timing)
-        if best is None or stats["cycles"] < best.cycles:
-            best = ScheduledProgram(program, stats["cycles"])
+    for wide in (False, True):
+        generated = 0
+        for candidate in candidates:
+            if generated == timed:
+                break
+            if candidate.wide != wide:
+                continue
+            try:
+                program = generate(candidate.schedule)
+            except InfeasibleError as error:
+                rejected.append(str(error))
+                continue
+            generated += 1
+            stats = time_program(program, spec.timing)
+            if best is None or stats["cycles"] < best.cycles:
+                best = ScheduledProgram(program, stats["cycles"])
     if best is None:
         raise InfeasibleError(f"embedding [{embedding.describe()}]: no schedule generates: {rejected[0] if rejected else 'no candidates'}")
     return best

@@ -5,7 +5,7 @@ sizes ceil(extent / k).  Dims are enumerated with pruning (footprints grow
 with every tile, so a partial assignment that overflows a buffer with the
 remaining tiles at 1 is dropped); the largest parallel dim is not
 enumerated but takes the largest tile that still fits (most reuse), and the
-next smaller one.  Two loop orders are tried: weight-side parallel dims
+next smaller one; its smaller tiles form a second, `wide` set of candidates.  Two loop orders are tried: weight-side parallel dims
 (output-channel blocks) outside the input-side ones, or inside.  Reduction
 dims that are split always come innermost.
 
@@ -47,6 +47,10 @@ LADDER = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512,
 class Candidate:
     schedule: Schedule
     estimate: float  # analytical cycles
+    # The largest parallel dim takes a smaller tile than the two largest that fit: more, smaller tiles
+    # shorten the pipeline's fill (first load) and drain (last store), which the estimate sees only
+    # roughly; the timed search times the best of these as well (`embedder.tiling`).
+    wide: bool = False
 
 
 def tile_ladder(extent: int) -> list[int]:
@@ -149,7 +153,8 @@ class CostModel:
 
 
 def candidate_tiles(model: CostModel):
-    """Tilings whose footprints fit (module docstring), as dicts."""
+    """Tilings whose footprints fit (module docstring), as (tile dict, wide) pairs: wide when the free dim
+    takes a smaller tile than the two largest that fit."""
     dims = model.dims
     parallel = [d for d in dims if d not in model.reductions]
     tie_break = model.geometries[model.free_dim_operand].dims
@@ -162,16 +167,14 @@ def candidate_tiles(model: CostModel):
     def place_free():
         if free is None:
             if model.fits(tile) is None:
-                results.append(dict(tile))
+                results.append((dict(tile), False))
             return
         kept = 0
         for value in ladders[free]:
             tile[free] = value
             if model.fits(tile) is None:
-                results.append(dict(tile))
+                results.append((dict(tile), kept >= 2))
                 kept += 1
-                if kept == 2:
-                    break
         tile[free] = 1
 
     def recurse(position: int):
@@ -207,8 +210,8 @@ def rank_model_candidates(make_model, embedding: Embedding, double_buffer: bool 
     vt = _thread_dim(model) if double_buffer else None
     candidates = []
     for order in model.orders():
-        for tile in tiles:
-            candidates.append(Candidate(Schedule(embedding, tile, order, vt), model.estimate(tile, order)))
+        for tile, wide in tiles:
+            candidates.append(Candidate(Schedule(embedding, tile, order, vt), model.estimate(tile, order), wide))
     candidates.sort(key=lambda c: c.estimate)
     return candidates
 
