@@ -93,7 +93,9 @@ def bench_sim(hw):
 
 @main.command("bench-compile")
 @click.option("--hw", default=DEFAULT_SPEC, show_default=True)
-@click.option("--suite", type=click.Choice(["conv", "gemm", "all"]), default="all", show_default=True)
+@click.option("--suite", type=click.Choice(["conv", "gemm", "all", "grouped"]), default="all", show_default=True,
+              help="DeepBench's conv or gemm inference suite, both (all), or the grouped and depthwise layers of "
+                   "MobileNet v1/v2 and ResNeXt-50 (grouped).")
 @click.option("--set", "op_set", type=click.Choice(["server", "device", "all"]), default="all", show_default=True)
 @click.option("--verify", is_flag=True, help="Also run each program functionally and compare bit-exactly "
               "(operators above 2e9 MACs on a reduced shape, reported).")
@@ -147,7 +149,9 @@ def calibrate(logs, hw, out_path, train, names, verify, no_leave_one_out):
 
 
 @main.command()
-@click.option("--suite", type=click.Choice(["conv", "gemm", "all"]), default="all", show_default=True)
+@click.option("--suite", type=click.Choice(["conv", "gemm", "all", "grouped"]), default="all", show_default=True,
+              help="DeepBench's conv or gemm inference suite, both (all), or the grouped and depthwise layers of "
+                   "MobileNet v1/v2 and ResNeXt-50 (grouped).")
 @click.option("--set", "op_set", type=click.Choice(["server", "device", "all"]), default="all", show_default=True)
 @click.option("--hw", default=DEFAULT_SPEC, show_default=True)
 @click.option("--jobs", default=2, show_default=True)

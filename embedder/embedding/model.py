@@ -89,7 +89,7 @@ class RankedEmbedding:
 
     embedding: Embedding
     layouts: dict[str, TensorLayout]
-    utilization: float  # MACs (or ALU ops) / (issued x lanes)
+    utilization: float  # MACs (or ALU ops) / (issued x the instruction's lanes)
     issued: int  # micro-op iterations
     data_bytes: int  # DRAM bytes, each stored element moved once, replication and padding included
     compute_cycles: int
@@ -238,6 +238,7 @@ def rank_embedding(nest: LoopNest, pattern: Pattern, embedding: Embedding, spec,
     layouts = {operand: tensor_layout(embedded, embedding, operand) for operand in embedding.operand_map}
     lanes = prod(pattern.lane_axes.values())
     issued = embedding.instruction_count(embedded.sizes)
+    hardware_lanes = max(lanes, pattern.instruction_lanes(config))
     data_bytes = sum(layout.elements * prod(pattern.lane_axes[a] for a in layout.lane_axes) * _operand_bytes(pattern, operand, config)
                      for operand, layout in layouts.items())
     out_operand = pattern.nest.output.tensor
@@ -253,7 +254,7 @@ def rank_embedding(nest: LoopNest, pattern: Pattern, embedding: Embedding, spec,
     compute = ceil(compute)
     memory = ceil(data_bytes / timing.dram_rate(config))
     return RankedEmbedding(
-        embedding=embedding, layouts=layouts, utilization=nest.macs / (issued * lanes), issued=issued,
+        embedding=embedding, layouts=layouts, utilization=nest.macs / (issued * hardware_lanes), issued=issued,
         data_bytes=data_bytes, compute_cycles=compute, memory_cycles=memory, predicted_cycles=max(compute, memory),
         replication={layout.tensor: layout.replication for layout in layouts.values()},
         reference=reference, initializer=initializer)
@@ -270,15 +271,17 @@ def reference_assignment(nest: LoopNest, pattern: Pattern, keep_unit_dims: bool 
     layouts write them.
     """
     sizes = nest.sizes
-    identity = {role: role for role in ROLES}
     if isinstance(nest, AluNest):
-        wanted, mapping = {"b": ("n",), "o": ("c",)}, identity
+        wanted, factor_buffer = {"b": ("n",), "o": ("c",)}, None
     elif nest.name == "conv2d":
-        wanted, mapping = {"b": ("n",), "i": ("c",), "o": ("k",)}, identity
+        wanted, factor_buffer = {"b": ("n",), "i": ("c",), "o": ("k",)}, "inp"  # data in the input buffer
     elif nest.name == "gemm":
-        wanted, mapping = {"o": ("m",), "i": ("k",)}, {"out": "out", "lhs": "rhs", "rhs": "lhs"}
+        wanted, factor_buffer = {"o": ("m",), "i": ("k",)}, "wgt"  # A in the weight buffer
     else:
         return None
+    mapping = {role: role for role in ROLES}
+    if factor_buffer is not None and pattern.operands[pattern.nest.lhs.tensor].buffer != factor_buffer:
+        mapping = {"out": "out", "lhs": "rhs", "rhs": "lhs"}  # the operator's lhs is the pattern's rhs
     if not set(wanted) <= set(pattern.lane_axes) or not all(d in sizes for dims in wanted.values() for d in dims):
         return None
     return mapping, {axis: tuple(d for d in dims if keep_unit_dims or sizes[d] > 1) for axis, dims in wanted.items()}

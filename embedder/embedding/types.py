@@ -167,6 +167,19 @@ def tensor_layout(nest: LoopNest, embedding: Embedding, operand: str) -> TensorL
     return TensorLayout(access.tensor, operand, tuple(grid), lane_axes, stored / distinct)
 
 
+def _reachable(axis: GridAxis, sizes: dict[str, int]) -> np.ndarray | None:
+    """Which coordinates of a grid axis some loop point addresses; None when all are.  An axis over
+    16*g/4 + k (k < 4) has holes: left unmasked, an output element there would alias a computed one."""
+    if len(axis.expr.terms) < 2:
+        return None
+    coordinates = np.full(1, axis.expr.offset)
+    for dim, coef in axis.expr.terms:
+        coordinates = np.add.outer(coordinates, coef * np.arange(sizes[dim])).ravel()
+    reachable = np.zeros(axis.extent, dtype=bool)
+    reachable[coordinates] = True
+    return None if reachable.all() else reachable
+
+
 def source_indices(nest: LoopNest, embedding: Embedding, layout: TensorLayout) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
     """For every lane of every grid element, the operator tensor index it holds.
 
@@ -203,5 +216,9 @@ def source_indices(nest: LoopNest, embedding: Embedding, layout: TensorLayout) -
         valid &= (index >= 0) & (index < bound)
     for a, b in access.mask:  # zero off the block diagonal; the model keeps both dims on this operand's lanes
         valid &= point[a] == point[b]
+    for axis in layout.grid[len(groups):]:
+        reachable = _reachable(axis, nest.sizes)
+        if reachable is not None:
+            valid &= reachable[grid_index[axis.name]]
     clipped = tuple(np.where(valid, index, 0) for index in indices)
     return clipped, valid

@@ -3,7 +3,10 @@
 benchmarks/deepbench/conv_inference.csv has DeepBench's columns (set, w, h,
 c, n, k, s = filter width, r = filter height, pad_w, pad_h, stride_w,
 stride_h); gemm_inference.csv has (set, m, n, k, a_t, b_t) for
-C[m x n] = A[m x k] B[k x n].  Each operator gets a stable key
+C[m x n] = A[m x k] B[k x n].  grouped_inference.csv, not DeepBench's, has
+the conv columns plus `groups` and `network`: the depthwise layers of
+MobileNet v1 and v2 and the 32-group 3x3 layers of ResNeXt-50 (32x4d) at
+224x224, suite `grouped`; `all` means DeepBench's two suites.  Each operator gets a stable key
 `<suite>-<set>-<row>` (row = 1-based position in its file), which names its
 row in a results file and makes resuming exact.
 """
@@ -20,7 +23,8 @@ from embedder.ops.gemm import Gemm
 
 # benchmarks/deepbench/ (embedder/deepbench links to it, and is a copy when installed).
 DATA_DIR = Path(str(resources.files("embedder") / "deepbench"))
-SUITE_FILES = {"conv": "conv_inference.csv", "gemm": "gemm_inference.csv"}
+SUITE_FILES = {"conv": "conv_inference.csv", "gemm": "gemm_inference.csv", "grouped": "grouped_inference.csv"}
+DEEPBENCH_SUITES = ("conv", "gemm")  # what `all` selects
 SETS = ("server", "device")
 
 # The --quick subset: cheap DeepBench operators that exercise padding lanes,
@@ -58,7 +62,8 @@ class SuiteOperator:
         if self.suite == "gemm":
             return f"gemm {self.op.m}x{self.op.n}x{self.op.k}"
         op = self.op
-        return (f"conv n{op.n} {op.c}x{op.h}x{op.w} -> {op.k} {op.r}x{op.s}"
+        groups = "" if op.groups == 1 else (" depthwise" if op.groups == op.c == op.k else f" g{op.groups}")
+        return (f"conv{groups} n{op.n} {op.c}x{op.h}x{op.w} -> {op.k} {op.r}x{op.s}"
                 f" s{op.stride_h}{'' if op.stride_h == op.stride_w else 'x' + str(op.stride_w)}"
                 f" p{op.pad_h}{'' if op.pad_h == op.pad_w else 'x' + str(op.pad_w)}")
 
@@ -80,6 +85,7 @@ def _operator(suite: str, record: dict, where: str) -> Conv2d | Gemm:
         k=_int(record, "k", where), r=_int(record, "r", where), s=_int(record, "s", where),
         stride_h=_int(record, "stride_h", where), stride_w=_int(record, "stride_w", where),
         pad_h=_int(record, "pad_h", where), pad_w=_int(record, "pad_w", where),
+        groups=_int(record, "groups", where) if "groups" in record else 1,
     )
 
 
@@ -101,10 +107,10 @@ def read_suite_file(suite: str, path: Path) -> list[SuiteOperator]:
 
 def load_operators(suite: str, op_set: str, quick: bool = False, data_dir: Path = DATA_DIR) -> list[SuiteOperator]:
     """The operators of `suite` (conv, gemm, all) and `op_set` (server, device, all); --quick keeps QUICK_KEYS."""
-    suites = list(SUITE_FILES) if suite == "all" else [suite]
+    suites = list(DEEPBENCH_SUITES) if suite == "all" else [suite]
     for name in suites:
         if name not in SUITE_FILES:
-            raise EmbedderError(f"unknown DeepBench suite '{name}' (known: conv, gemm, all)")
+            raise EmbedderError(f"unknown suite '{name}' (known: {', '.join(SUITE_FILES)}, all)")
     if op_set not in (*SETS, "all"):
         raise EmbedderError(f"unknown DeepBench set '{op_set}' (known: server, device, all)")
     operators = [item for name in suites for item in read_suite_file(name, data_dir / SUITE_FILES[name])

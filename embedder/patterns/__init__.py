@@ -77,6 +77,14 @@ class Pattern:
     def uses_imm(self) -> bool:
         return isinstance(self.nest, AluNest) and self.nest.uses_imm
 
+    def instruction_lanes(self, config: HwConfig) -> int:
+        """Lanes of the instruction the pattern is a view of: BATCH x BLOCK_IN x BLOCK_OUT MACs for GEMM,
+        BATCH x BLOCK_OUT for ALU.  A view with fewer lanes (a GEMV without the batch axis, a sub-block)
+        leaves the rest as padding."""
+        if self.instruction == "GEMM":
+            return config.batch * config.block_in * config.block_out
+        return config.batch * config.block_out
+
     def operand_axes(self) -> dict[str, tuple[str, ...]]:
         """Lane axes of each operand's memory element, in index order (acc -> (b, o))."""
         return {access.tensor: tuple(name for expr in access.index for name in expr.dims)
