@@ -123,7 +123,8 @@ def compile_operator(operator, spec: HwSpec, time_limit: float = 10.0, embedding
         except InfeasibleError as error:
             tried.append({"embedding": item.describe(), "reference": item.reference, "error": str(error)})
             continue
-        tried.append({"embedding": item.describe(), "reference": item.reference, "cycles": scheduled.cycles})
+        tried.append({"embedding": item.describe(), "pattern": item.embedding.pattern, "reference": item.reference,
+                      "predicted_cycles": item.predicted_cycles, "cycles": scheduled.cycles})
         if best is None or scheduled.cycles < best.cycles:
             best = scheduled
     search_cycles = None if best is None else best.cycles
@@ -160,6 +161,7 @@ def program_record(result: CompileResult, program: CompiledProgram, cycles: int,
     nest, schedule = result.nest, program.schedule
     record = {
         "embedding": schedule.embedding.describe(),
+        "pattern": schedule.embedding.pattern,
         "layouts": layouts_of(program.nest, schedule.embedding),
         "schedule": {"tile": dict(schedule.tile), "order": list(schedule.order),
                      "virtual_threads": schedule.virtual_threads},

@@ -106,7 +106,7 @@ def _text(d: dict) -> str:
     counts = ", ".join(f"{k} {v}" for k, v in program["instruction_counts"].items())
     lines = [
         f"{d['op']} {d['shape']} on {d['hw']}",
-        f"embedding   {d['embedding']}",
+        f"embedding   {d['pattern']}: {d['embedding']}",
     ]
     for operand, layout in d["layouts"].items():
         grid = " x ".join(f"{name}:{extent}" for name, extent in layout["grid"])

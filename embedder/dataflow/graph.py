@@ -90,34 +90,3 @@ def dataflow_graph(nest: LoopNest, window: int = DEFAULT_WINDOW) -> nx.DiGraph:
         graph.add_node(store, kind="store", tensor=nest.output.tensor, index=out_index)
         graph.add_edge(node, store)
     return graph
-
-
-def _compute_node_at(graph: nx.DiGraph, point: tuple[int, ...]):
-    for kind in ("mul",) + tuple(sorted({"min", "max", "add", "shr"})):
-        node = (kind, point)
-        if node in graph and "operands" in graph.nodes[node]:
-            return graph.nodes[node]
-    raise KeyError(point)
-
-
-def dim_signatures(graph: nx.DiGraph, nest: LoopNest) -> dict[str, frozenset[str]]:
-    """For every dim, the operand roles whose element changes along it.
-
-    Read from the graph: the compute nodes at the window origin and one step
-    along the dim share a role's operand node exactly when that role does not
-    vary along the dim (shared operands, e.g. a conv weight along ow), and
-    share their output chain exactly when the dim is a reduction.  A dim of
-    size 1 varies nothing.
-    """
-    names = [dim.name for dim in nest.dims]
-    origin = tuple(0 for _ in names)
-    base = _compute_node_at(graph, origin)["operands"]
-    signatures = {}
-    for position, dim in enumerate(nest.dims):
-        if dim.size < 2:
-            signatures[dim.name] = frozenset()
-            continue
-        step = tuple(1 if k == position else 0 for k in range(len(names)))
-        moved = _compute_node_at(graph, step)["operands"]
-        signatures[dim.name] = frozenset(role for role in ROLES if moved[role] != base[role])
-    return signatures

@@ -53,14 +53,14 @@ they are paid for in `issued` and in the bytes.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import product
 from math import ceil, gcd, prod
 
 import networkx as nx
 from ortools.sat.python import cp_model
 
-from embedder.dataflow import ROLES, dataflow_graph
+from embedder.dataflow import ROLES
 from embedder.embedding.rewrite import Diagonal, Split, Unit, split_is_exact
 from embedder.ops.ir import LoopNest
 
@@ -109,11 +109,12 @@ def read_flows(nest: LoopNest, graph: nx.DiGraph) -> dict[str, Flow]:
     return flows
 
 
-def role_maps(pattern_graph: nx.DiGraph, is_mac: bool) -> list[dict[str, str]]:
-    """Pattern role -> operator role.  A product's two factors commute (both feed one mul node), so a
-    multiply-accumulate may take the operator's factors in either order; an ALU op is in place."""
+def role_maps(pattern_graph: nx.DiGraph) -> list[dict[str, str]]:
+    """Pattern role -> operator role.  The two factors of a mul node commute, so a multiply-accumulate may
+    take the operator's factors in either order; an ALU op reads its output in place, so roles stay."""
     identity = {role: role for role in ROLES}
-    return [identity, {"out": "out", "lhs": "rhs", "rhs": "lhs"}] if is_mac else [identity]
+    commutes = any(data["kind"] == "mul" for _, data in pattern_graph.nodes(data=True))
+    return [identity, {"out": "out", "lhs": "rhs", "rhs": "lhs"}] if commutes else [identity]
 
 
 def hosts(dim: Flow, axis: Flow, mapping: dict[str, str]) -> bool:
@@ -144,20 +145,18 @@ class DiagonalPair:
 
 @dataclass
 class Formulation:
-    """One role map's model, its variables and what a solution decodes to."""
+    """One role map's CP-SAT model and the variables a solution is decoded from."""
 
-    mapping: dict[str, str]
+    mapping: dict[str, str]  # pattern role -> operator role
     model: cp_model.CpModel
-    cost: cp_model.IntVar
+    cost: cp_model.IntVar  # predicted cycles, in thousandths
     issued: cp_model.IntVar
     data_bytes: cp_model.LinearExpr
-    forms: dict[str, list[tuple]]  # dim -> [(), (Split,), ...] rewrites per form
+    forms: dict[str, list[tuple]]  # dim -> its forms as rewrites: [(), (Split,), ...]
     form_vars: dict[tuple[str, int], cp_model.IntVar]
-    pieces: list[Piece]
     on: dict[tuple[str, str], cp_model.IntVar]
     diag: dict[tuple[str, DiagonalPair], cp_model.IntVar]
-    loop: dict[str, cp_model.IntVar] = field(default_factory=dict)
-    unit_dims: tuple[str, ...] = ()  # dims of one point, dropped (`rewrite.Unit`)
+    unit_dims: tuple[str, ...]  # dims of one point, dropped (`rewrite.Unit`)
 
 
 def split_factors(nest: LoopNest, flow: Flow, lanes: dict[str, int], flows: dict[str, Flow]) -> tuple[list[int], set[int]]:
@@ -244,118 +243,138 @@ class CostWeights:
     initializer_bytes: int  # ALU out = op(a, b): bytes per acc lane of a, loaded first (0 when in place)
 
 
+class _Builder:
+    """The variables and constraints of the module docstring, one group per method."""
+
+    def __init__(self, nest: LoopNest, flows: dict[str, Flow], pattern, pattern_flows: dict[str, Flow],
+                 mapping: dict[str, str]):
+        self.model = cp_model.CpModel()
+        self.nest, self.flows, self.pattern, self.pattern_flows, self.mapping = nest, flows, pattern, pattern_flows, mapping
+        self.lanes = pattern.lane_axes
+        self.axes = [a for a, count in self.lanes.items() if count > 1]  # a one-lane axis holds nothing to choose
+        self.pairs = [pair for pair in diagonal_pairs(pattern_flows)
+                      if pair.out_axis in self.axes and pair.reduction_axis in self.axes]
+        self.forms: dict[str, list[tuple]] = {}
+        self.form_vars: dict[tuple[str, int], cp_model.IntVar] = {}
+        self.pieces: list[Piece] = []
+        self.on: dict[tuple[str, str], cp_model.IntVar] = {}
+        self.diag: dict[tuple[str, DiagonalPair], cp_model.IntVar] = {}
+        self.loop: dict[str, cp_model.IntVar] = {}
+        self.axis_vars: dict[str, dict[str, list]] = {}  # piece -> axis -> the variables that put it there
+
+    def place(self, flow: Flow) -> None:
+        """sum_phi form[d, phi] = 1 and loop[p] + sum_a on[p, a] + sum diag[p, .] = form[d, phi(p)]."""
+        model, name = self.model, flow.name
+        factors, strides = split_factors(self.nest, flow, self.lanes, self.flows)
+        self.forms[name] = [()] + [(Split(name, f),) for f in factors]
+        chosen = [model.NewBoolVar(f"form[{name},{k}]") for k in range(len(self.forms[name]))]
+        model.AddExactlyOne(chosen)
+        for k, rewrite in enumerate(self.forms[name]):
+            self.form_vars[name, k] = chosen[k]
+            if rewrite:
+                (split,) = rewrite
+                parts = [Piece(split.outer, name, -(-flow.size // split.factor), split.factor, k),
+                         Piece(split.inner, name, split.factor, 1, k)]
+            else:
+                parts = [Piece(name, name, flow.size, 1, k)]
+            for piece in parts:
+                self.pieces.append(piece)
+                model.Add(sum(self._places(piece, flow)) == chosen[k])
+            if rewrite:
+                _split_symmetry(model, parts, self.axis_vars, self.on, self.loop, self.axes,
+                                is_stride=rewrite[0].factor in strides)
+
+    def _places(self, piece: Piece, flow: Flow) -> list:
+        """loop[p], the on[p, a] the flows allow, and the diag[p, a, a'] the pattern and the dim allow."""
+        model = self.model
+        self.loop[piece.name] = model.NewBoolVar(f"loop[{piece.name}]")
+        places = [self.loop[piece.name]]
+        axes_of = self.axis_vars[piece.name] = {}
+        for axis in self.axes:
+            if hosts(flow, self.pattern_flows[axis], self.mapping):
+                var = self.on[piece.name, axis] = model.NewBoolVar(f"on[{piece.name},{axis}]")
+                places.append(var)
+                axes_of.setdefault(axis, []).append(var)
+        block_diagonal = not flow.reduction and all(flow.moves(role) for role in ROLES)
+        for pair in self.pairs if block_diagonal else ():
+            if piece.size <= min(self.lanes[pair.out_axis], self.lanes[pair.reduction_axis]):
+                var = self.diag[piece.name, pair] = model.NewBoolVar(
+                    f"diag[{piece.name},{pair.out_axis},{pair.reduction_axis}]")
+                places.append(var)
+                for axis in (pair.out_axis, pair.reduction_axis):
+                    axes_of.setdefault(axis, []).append(var)
+        return places
+
+    def _largest(self, dim: str, pieces) -> int:
+        """The largest product of `pieces` of one form of `dim`: a bound for products over its pieces."""
+        return max([prod(p.size for p in pieces if p.dim == dim and p.form == k) for k in range(len(self.forms[dim]))]
+                   + [1])
+
+    def blocks(self, axis: str):
+        """extent[a] = prod size(p) over pieces on a; blocks[a] = ceil(extent[a] / lanes[a])."""
+        model, by_name = self.model, {piece.name: piece for piece in self.pieces}
+        members = [(by_name[p], var) for p, axes in self.axis_vars.items() for var in axes.get(axis, [])]
+        upper = prod(self._largest(dim, [piece for piece, _ in members]) for dim in self.forms)
+        extent = _product(model, [_power(model, piece.size, var, f"f[{piece.name},{axis}]") for piece, var in members],
+                          upper, f"extent[{axis}]")
+        count = model.NewIntVar(1, ceil(upper / self.lanes[axis]), f"blocks[{axis}]")
+        model.AddDivisionEquality(count, extent + self.lanes[axis] - 1, self.lanes[axis])
+        return count
+
+    def diagonals_fill_one_block(self, blocks: dict) -> None:
+        """diag[p, a, a'] => blocks[a] = blocks[a'] = 1: off-diagonal blocks would only multiply zeros."""
+        for (_, pair), var in self.diag.items():
+            for axis in (pair.out_axis, pair.reduction_axis):
+                self.model.Add(blocks[axis] == 1).OnlyEnforceIf(var)
+
+    def issued(self, blocks: dict):
+        """issued = prod_a blocks[a] * prod_p size(p)^loop[p]."""
+        loops_upper = prod(self._largest(dim, self.pieces) for dim in self.forms)
+        upper = loops_upper * prod(ceil(loops_upper / self.lanes[a]) + 1 for a in self.axes)
+        loops = [_power(self.model, piece.size, self.loop[piece.name], f"l[{piece.name}]") for piece in self.pieces]
+        return _product(self.model, [blocks[a] for a in self.axes] + loops, min(upper, MAX_ISSUED), "issued")
+
+    def elements(self, operand: str, blocks: dict):
+        """elements[X] = prod blocks over X's axes * prod_k span_k over the indices of X's operator tensor."""
+        role = next(role for role, access in zip(ROLES, self.pattern.nest.accesses) if access.tensor == operand)
+        access = self.nest.accesses[ROLES.index(self.mapping[role])]
+        factors = [blocks[a] for a in self.pattern.operand_axes()[operand] if a in blocks]
+        factors += [_index_span(self.model, access.index[k], self.forms, self.form_vars, self.pieces, self.loop,
+                                self.nest.sizes, f"span[{operand},{k}]") for k in range(len(access.index))]
+        upper = prod(_upper(self.model, var) for var in factors)
+        return _product(self.model, factors, min(upper, MAX_ELEMENTS), f"elements[{operand}]")
+
+    def cycles(self, issued, elements: dict, weights: "CostWeights"):
+        """cycles = max(compute, memory), and the DRAM bytes (module docstring)."""
+        pattern, model = self.pattern, self.model
+        out = pattern.nest.output.tensor
+        per_lane = {op: weights.operand_bytes[op] + (weights.initializer_bytes if op == out else 0) for op in elements}
+        lanes = {op: prod(self.lanes[a] for a in pattern.operand_axes()[op]) for op in elements}
+        data_bytes = sum(per_lane[op] * lanes[op] * elements[op] for op in elements)
+        compute = issued * weights.per_uop + elements[out] * weights.per_epilogue_element
+        compute_upper = _upper(model, issued) * weights.per_uop + _upper(model, elements[out]) * weights.per_epilogue_element
+        memory_upper = weights.per_byte * sum(per_lane[op] * lanes[op] * _upper(model, elements[op]) for op in elements)
+        cost = model.NewIntVar(0, max(compute_upper, memory_upper), "cycles")
+        model.AddMaxEquality(cost, [compute, data_bytes * weights.per_byte])
+        return cost, data_bytes
+
+
 def formulate(nest: LoopNest, flows: dict[str, Flow], pattern, pattern_flows: dict[str, Flow],
               mapping: dict[str, str], weights: CostWeights) -> Formulation:
     """The model of one role map (infeasible when some dim that moves the dataflow has nowhere to go)."""
-    model = cp_model.CpModel()
-    lanes = pattern.lane_axes
-    axes = [a for a, count in lanes.items() if count > 1]  # a one-lane axis holds nothing worth choosing
-    pairs = [pair for pair in diagonal_pairs(pattern_flows) if lanes[pair.out_axis] > 1 and lanes[pair.reduction_axis] > 1]
-    role_of = {access.tensor: role for role, access in zip(ROLES, pattern.nest.accesses)}
-    forms: dict[str, list[tuple]] = {}
-    form_vars: dict[tuple[str, int], cp_model.IntVar] = {}
-    pieces: list[Piece] = []
-    on: dict[tuple[str, str], cp_model.IntVar] = {}
-    diag: dict[tuple[str, DiagonalPair], cp_model.IntVar] = {}
-    loop: dict[str, cp_model.IntVar] = {}
-    constant_loops = 1
+    builder = _Builder(nest, flows, pattern, pattern_flows, mapping)
     for dim in nest.dims:
-        flow = flows.get(dim.name)
-        if flow is None:
-            continue
-        if not any(flow.moves(role) for role in ROLES):
-            constant_loops *= dim.size
-            continue
-        factors, strides = split_factors(nest, flow, lanes, flows)
-        choices = [()] + [(Split(dim.name, f),) for f in factors]
-        forms[dim.name] = choices
-        chosen = [model.NewBoolVar(f"form[{dim.name},{k}]") for k in range(len(choices))]
-        model.AddExactlyOne(chosen)
-        for k, rewrite in enumerate(choices):
-            form_vars[dim.name, k] = chosen[k]
-            if rewrite:
-                (split,) = rewrite
-                parts = [Piece(split.outer, dim.name, -(-dim.size // split.factor), split.factor, k),
-                         Piece(split.inner, dim.name, split.factor, 1, k)]
-            else:
-                parts = [Piece(dim.name, dim.name, dim.size, 1, k)]
-            placing: dict[str, dict[str, list]] = {}  # piece -> axis -> the variables that put it there
-            for piece in parts:
-                pieces.append(piece)
-                places = [loop.setdefault(piece.name, model.NewBoolVar(f"loop[{piece.name}]"))]
-                axes_of = placing[piece.name] = {}
-                for axis in axes:
-                    if hosts(flow, pattern_flows[axis], mapping):
-                        var = on[piece.name, axis] = model.NewBoolVar(f"on[{piece.name},{axis}]")
-                        places.append(var)
-                        axes_of.setdefault(axis, []).append(var)
-                for pair in pairs:
-                    if (not flow.reduction and flow.moves("out") and flow.moves(mapping[pair.masked_role])
-                            and flow.moves(mapping[pair.copy_role])
-                            and piece.size <= min(lanes[pair.out_axis], lanes[pair.reduction_axis])):
-                        var = diag[piece.name, pair] = model.NewBoolVar(
-                            f"diag[{piece.name},{pair.out_axis},{pair.reduction_axis}]")
-                        places.append(var)
-                        axes_of.setdefault(pair.out_axis, []).append(var)
-                        axes_of.setdefault(pair.reduction_axis, []).append(var)
-                model.Add(sum(places) == chosen[k])
-            if rewrite:
-                _split_symmetry(model, parts, placing, on, loop, axes, is_stride=rewrite[0].factor in strides)
-    by_name = {piece.name: piece for piece in pieces}
-
-    def on_axis(axis: str) -> list[tuple[Piece, object]]:
-        members = [(by_name[p], var) for (p, a), var in on.items() if a == axis]
-        members += [(by_name[p], var) for (p, pair), var in diag.items() if axis in (pair.out_axis, pair.reduction_axis)]
-        return members
-
-    blocks: dict[str, object] = {}
-    for axis in axes:
-        members = on_axis(axis)
-        upper = 1
-        for dim_name in forms:
-            upper *= max([prod(piece.size for piece, _ in members if piece.dim == dim_name and piece.form == k)
-                          for k in range(len(forms[dim_name]))] + [1])
-        extent = _product(model, [_power(model, piece.size, var, f"f[{piece.name},{axis}]") for piece, var in members],
-                          upper, f"extent[{axis}]")
-        count = model.NewIntVar(1, ceil(upper / lanes[axis]), f"blocks[{axis}]")
-        model.AddDivisionEquality(count, extent + lanes[axis] - 1, lanes[axis])
-        blocks[axis] = count
-    for (name, pair), var in diag.items():
-        for axis in (pair.out_axis, pair.reduction_axis):
-            model.Add(blocks[axis] == 1).OnlyEnforceIf(var)
-    loop_upper = constant_loops * prod(max(prod(p.size for p in pieces if p.dim == d and p.form == k)
-                                           for k in range(len(forms[d]))) for d in forms)
-    lane_upper = prod(ceil(loop_upper / lanes[a]) + 1 for a in axes)
-    issued_upper = loop_upper * lane_upper
-    loops = [_power(model, piece.size, loop[piece.name], f"l[{piece.name}]") for piece in pieces]
-    issued = _product(model, [model.NewConstant(constant_loops)] + [blocks[a] for a in axes] + loops,
-                      min(issued_upper, MAX_ISSUED), "issued")
-    elements: dict[str, object] = {}
-    for operand in pattern.operands:
-        role = role_of[operand]
-        access = nest.accesses[ROLES.index(mapping[role])]
-        operand_axes = [a for a in pattern.operand_axes()[operand] if a in blocks]
-        spans = [_index_span(model, access, position, forms, form_vars, pieces, loop, nest, f"span[{operand},{position}]")
-                 for position in range(len(access.index))]
-        upper = prod(_upper(model, var) for var in spans + [blocks[a] for a in operand_axes])
-        elements[operand] = _product(model, [blocks[a] for a in operand_axes] + spans, min(upper, MAX_ELEMENTS),
-                                     f"elements[{operand}]")
-    out_operand = pattern.nest.output.tensor
-    lanes_of = {operand: prod(lanes[a] for a in pattern.operand_axes()[operand]) for operand in pattern.operands}
-    data_bytes = sum(weights.operand_bytes[operand] * lanes_of[operand] * elements[operand] for operand in pattern.operands)
-    data_bytes += weights.initializer_bytes * lanes_of[out_operand] * elements[out_operand]
-    compute = issued * weights.per_uop + elements[out_operand] * weights.per_epilogue_element
-    memory = data_bytes * weights.per_byte
-    def upper(var) -> int:
-        return _upper(model, var)
-    compute_upper = upper(issued) * weights.per_uop + upper(elements[out_operand]) * weights.per_epilogue_element
-    memory_upper = weights.per_byte * sum((weights.operand_bytes[op] + (weights.initializer_bytes if op == out_operand else 0))
-                                          * lanes_of[op] * upper(elements[op]) for op in pattern.operands)
-    cost = model.NewIntVar(0, max(compute_upper, memory_upper), "cycles")
-    model.AddMaxEquality(cost, [compute, memory])
+        if dim.name in flows:  # a dim of one point moves nothing: it is dropped
+            builder.place(flows[dim.name])
+    blocks = {axis: builder.blocks(axis) for axis in builder.axes}
+    builder.diagonals_fill_one_block(blocks)
+    issued = builder.issued(blocks)
+    elements = {operand: builder.elements(operand, blocks) for operand in pattern.operands}
+    cost, data_bytes = builder.cycles(issued, elements, weights)
     # an operator of one point keeps its dims: the nest needs one to iterate
     unit_dims = tuple(dim.name for dim in nest.dims if dim.size == 1) if nest.macs > 1 else ()
-    return Formulation(mapping, model, cost, issued, data_bytes, forms, form_vars, pieces, on, diag, loop, unit_dims)
+    return Formulation(mapping, builder.model, cost, issued, data_bytes, builder.forms, builder.form_vars,
+                       builder.on, builder.diag, unit_dims)
 
 
 def _split_symmetry(model, parts, placing, on, loop, axes, is_stride: bool) -> None:
@@ -379,12 +398,10 @@ def _split_symmetry(model, parts, placing, on, loop, axes, is_stride: bool) -> N
             model.AddBoolOr([loop[outer.name].Not(), on[inner.name, axis].Not()])
 
 
-def _index_span(model, access, position, forms, form_vars, pieces, loop, nest, name):
-    """span_k: the grid extent of index `position` of `access`, tabulated over its dims' forms and loop choices."""
-    expr = access.index[position]
-    sizes = nest.sizes
+def _index_span(model, expr, forms, form_vars, pieces, loop, sizes, name):
+    """span_k: the grid extent of one index expression, tabulated over its dims' forms and loop choices."""
     modelled = [dim for dim, _ in expr.terms if dim in forms]
-    fixed = [(coef, sizes[dim]) for dim, coef in expr.terms if dim not in forms]  # unit dims and dims moving nothing
+    fixed = [(coef, sizes[dim]) for dim, coef in expr.terms if dim not in forms]  # dims of one point
     coefficient = dict(expr.terms)
     columns, states_per_dim = [], []
     for dim in modelled:
@@ -396,19 +413,17 @@ def _index_span(model, access, position, forms, form_vars, pieces, loop, nest, n
             for flags in product((0, 1), repeat=len(own)):
                 chosen = dict(zip((p.name for p in own), flags))
                 row = [int(j == k) for j in range(len(forms[dim]))] + [chosen.get(p.name, 0) for p in dim_pieces]
-                terms = [(coefficient[dim] * p.scale, p.size) for p in own if chosen[p.name]]
-                states.append((row, terms))
+                states.append((row, [(coefficient[dim] * p.scale, p.size) for p in own if chosen[p.name]]))
         states_per_dim.append(states)
     table = {}
     for combination in product(*states_per_dim):
-        row = [value for state in combination for value in state[0]]
-        terms = fixed + [term for state in combination for term in state[1]]
-        table[tuple(row)] = _span(terms)
-    span = model.NewIntVar(1, max(table.values(), default=_span(fixed)), name)
+        row = tuple(value for state in combination for value in state[0])
+        table[row] = _span(fixed + [term for state in combination for term in state[1]])
+    span = model.NewIntVar(1, max(table.values()), name)
     if columns:
         model.AddAllowedAssignments(columns + [span], [list(row) + [value] for row, value in table.items()])
     else:
-        model.Add(span == _span(fixed))
+        model.Add(span == table[()])
     return span
 
 

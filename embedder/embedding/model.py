@@ -365,7 +365,7 @@ def enumerate_embeddings(nest: LoopNest, spec, time_limit: float = 5.0, max_solu
     for candidate in patterns:
         pattern_graph = dataflow_graph(candidate.nest, window)
         pattern_flows = read_flows(candidate.nest, pattern_graph)
-        for mapping in role_maps(pattern_graph, _is_mac(candidate)):
+        for mapping in role_maps(pattern_graph):
             formulation = formulate(nest, flows, candidate, pattern_flows, mapping, _weights(nest, candidate, spec))
             formulation.model.Minimize(formulation.cost)
             solver = _solver(deadline - time.perf_counter(), enumerate_all=False)

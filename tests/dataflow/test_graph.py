@@ -1,4 +1,5 @@
-from embedder.dataflow import dataflow_graph, dim_signatures
+from embedder.dataflow import ROLES, dataflow_graph
+from embedder.embedding.formulation import read_flows
 from embedder.hw.spec import load_spec
 from embedder.ops.conv2d import Conv2d
 from embedder.ops.gemm import Gemm
@@ -38,12 +39,16 @@ def test_reduction_chains_and_shared_operands():
     assert all(graph.out_degree(n) == 3 for n in a_loads)
 
 
-def test_signatures_of_conv_gemm_and_patterns():
-    conv = Conv2d(2, 4, 8, 8, 4, 3, 3, groups=2).loop_nest()
-    signatures = dim_signatures(dataflow_graph(conv), conv)
-    assert signatures["k"] == {"out", "rhs"} and signatures["c"] == {"lhs", "rhs"} and signatures["ow"] == {"out", "lhs"}
-    assert signatures["g"] == {"out", "lhs", "rhs"} and signatures["n"] == {"out", "lhs"}
+def moving_roles(nest):
+    flows = read_flows(nest, dataflow_graph(nest))
+    return {name: {role for role in ROLES if flow.moves(role)} for name, flow in flows.items()}
+
+
+def test_the_roles_each_dim_moves_are_read_from_the_graph():
+    roles = moving_roles(Conv2d(2, 4, 8, 8, 4, 3, 3, groups=2).loop_nest())
+    assert roles["k"] == {"out", "rhs"} and roles["c"] == {"lhs", "rhs"} and roles["ow"] == {"out", "lhs"}
+    assert roles["g"] == {"out", "lhs", "rhs"} and roles["n"] == {"out", "lhs"}
     (pool,) = operator_nests(parse_operator("maxpool", "c=4,h=8,w=8,r=2,s=2"))
-    assert dim_signatures(dataflow_graph(pool), pool)["r"] == {"rhs"}
+    assert moving_roles(pool)["r"] == {"rhs"}
     gemm = next(p for p in load_patterns(load_spec("pynq_2x16x16")) if p.name == "gemm")
-    assert dim_signatures(dataflow_graph(gemm.nest), gemm.nest) == {"b": {"out", "lhs"}, "i": {"lhs", "rhs"}, "o": {"out", "rhs"}}
+    assert moving_roles(gemm.nest) == {"b": {"out", "lhs"}, "i": {"lhs", "rhs"}, "o": {"out", "rhs"}}
