@@ -30,7 +30,8 @@ from math import ceil, prod
 from ortools.sat.python import cp_model
 
 from embedder.dataflow import ROLES, dataflow_graph
-from embedder.embedding.formulation import EPILOGUE_STAGES, MAX_ISSUED, SCALE, CostWeights, decode, formulate, read_flows, role_maps
+from embedder.embedding.formulation import (EPILOGUE_STAGES, MAX_ISSUED, SCALE, CostWeights, Formulation, decode,
+                                            formulate, read_flows, role_maps)
 from embedder.embedding.rewrite import rewrite_nest
 from embedder.embedding.types import Embedding, LaneGroup, TensorLayout, tensor_layout
 from embedder.errors import InfeasibleError
@@ -347,59 +348,56 @@ def _merge_twins(nest: LoopNest, ranked: list[RankedEmbedding]) -> list[RankedEm
     return merged
 
 
-def enumerate_embeddings(nest: LoopNest, spec, time_limit: float = 5.0, max_solutions: int = DEFAULT_MAX_SOLUTIONS,
-                         pattern: Pattern | None = None, window: int = 2, within: float = DEFAULT_WITHIN) -> EnumerationResult:
-    """Every distinct embedding within `within` of the optimum, over every hosting pattern (or `pattern`), best first."""
-    if pattern is not None and (reason := hosting_reason(nest, pattern)) is not None:
-        raise InfeasibleError(f"{nest.name}: pattern {pattern.name} cannot host it: {reason}")
-    patterns = [pattern] if pattern is not None else hosting_patterns(nest, load_patterns(spec))
-    if isinstance(nest, AluNest) and nest.uses_imm and not -(1 << (ALU_IMM_BITS - 1)) <= nest.imm < (1 << (ALU_IMM_BITS - 1)):
-        raise InfeasibleError(f"{nest.name}: immediate {nest.imm} does not fit the {ALU_IMM_BITS}-bit ALU immediate")
-    if nest.macs >= MAX_ISSUED:
-        raise InfeasibleError(f"{nest.name}: {nest.macs} iterations exceed the solver's bound of 2^{MAX_ISSUED.bit_length() - 1}")
-    start = time.perf_counter()
-    deadline = start + time_limit
-    op_graph = dataflow_graph(nest, window)
-    flows = read_flows(nest, op_graph)
-    built = []  # (pattern, formulation, status, objective, bound)
-    for candidate in patterns:
-        pattern_graph = dataflow_graph(candidate.nest, window)
-        pattern_flows = read_flows(candidate.nest, pattern_graph)
-        for mapping in role_maps(pattern_graph):
-            formulation = formulate(nest, flows, candidate, pattern_flows, mapping, _weights(nest, candidate, spec))
-            formulation.model.Minimize(formulation.cost)
-            solver = _solver(deadline - time.perf_counter(), enumerate_all=False)
-            status = solver.Solve(formulation.model)
-            if status == cp_model.MODEL_INVALID:  # a bug in the model, never a user error
-                raise RuntimeError(f"{nest.name}: invalid CP-SAT model: {formulation.model.Validate()}")
-            found = status in (cp_model.OPTIMAL, cp_model.FEASIBLE)
-            built.append((candidate, formulation, solver.StatusName(status),
-                          solver.ObjectiveValue() if found else None, solver.BestObjectiveBound() if found else None))
-    feasible = [entry for entry in built if entry[3] is not None]
-    best_objective = min((entry[3] for entry in feasible), default=None)
-    best_bound = min((entry[4] for entry in feasible), default=None)
-    found, timed_out = [], any(entry[2] not in ("OPTIMAL", "INFEASIBLE") for entry in built)
-    if best_objective is not None:
-        threshold = int(best_objective * within)
-        for candidate, formulation, _, objective, _ in feasible:
-            if objective > threshold:
-                continue
-            model = formulation.model
-            model.ClearObjective()
-            model.Add(formulation.cost <= threshold)
-            tensors = dict(zip(ROLES, (access.tensor for access in nest.accesses)))
+@dataclass
+class _Solved:
+    """One pattern and role map's model after CP-SAT minimised it."""
 
-            def decoded(value, candidate=candidate, formulation=formulation, tensors=tensors):
-                rewrites, assignment = decode(formulation, value,
-                                              lambda pair: tensors[formulation.mapping[pair.copy_role]])
-                return candidate, formulation.mapping, rewrites, assignment, value(formulation.issued), value(formulation.data_bytes)
+    pattern: Pattern
+    formulation: Formulation
+    status: str
+    objective: float | None  # thousandths of a cycle; None when no solution was found
+    bound: float | None
 
-            collector = _Collector(decoded, max_solutions - len(found))
-            status = _solver(deadline - time.perf_counter(), enumerate_all=True).Solve(model, collector)
-            timed_out |= cp_model.CpSolver().StatusName(status) not in ("OPTIMAL", "INFEASIBLE") and len(collector.found) < collector.limit
-            found += collector.found
-            if len(found) >= max_solutions:
-                break
+
+def _optimise(nest: LoopNest, flows, candidate: Pattern, spec, window: int, deadline: float) -> list[_Solved]:
+    """Minimise the predicted cycles of every role map of one pattern."""
+    pattern_graph = dataflow_graph(candidate.nest, window)
+    pattern_flows = read_flows(candidate.nest, pattern_graph)
+    solved = []
+    for mapping in role_maps(pattern_graph):
+        formulation = formulate(nest, flows, candidate, pattern_flows, mapping, _weights(nest, candidate, spec))
+        formulation.model.Minimize(formulation.cost)
+        solver = _solver(deadline - time.perf_counter(), enumerate_all=False)
+        status = solver.Solve(formulation.model)
+        if status == cp_model.MODEL_INVALID:  # a bug in the model, never a user error
+            raise RuntimeError(f"{nest.name}: invalid CP-SAT model: {formulation.model.Validate()}")
+        found = status in (cp_model.OPTIMAL, cp_model.FEASIBLE)
+        solved.append(_Solved(candidate, formulation, solver.StatusName(status),
+                              solver.ObjectiveValue() if found else None, solver.BestObjectiveBound() if found else None))
+    return solved
+
+
+def _enumerate_within(nest: LoopNest, solved: _Solved, threshold: int, limit: int, deadline: float) -> tuple[list, bool]:
+    """Every solution of `solved`'s model costing at most `threshold`, up to `limit`; and whether time ran out."""
+    formulation = solved.formulation
+    model = formulation.model
+    model.ClearObjective()
+    model.Add(formulation.cost <= threshold)
+    tensors = dict(zip(ROLES, (access.tensor for access in nest.accesses)))
+
+    def decoded(value):
+        rewrites, assignment = decode(formulation, value, lambda pair: tensors[formulation.mapping[pair.copy_role]])
+        return (solved.pattern, formulation.mapping, rewrites, assignment, value(formulation.issued),
+                value(formulation.data_bytes))
+
+    collector = _Collector(decoded, limit)
+    solver = _solver(deadline - time.perf_counter(), enumerate_all=True)
+    status = solver.Solve(model, collector)
+    return collector.found, solver.StatusName(status) not in ("OPTIMAL", "INFEASIBLE") and len(collector.found) < limit
+
+
+def _ranked(nest: LoopNest, spec, found: list) -> list[RankedEmbedding]:
+    """Each solution as a ranked embedding; its derived layouts must agree with the model."""
     ranked = []
     for candidate, mapping, rewrites, assignment, issued, data_bytes in found:
         embedding = build_embedding(rewrite_nest(nest, rewrites), candidate, mapping, assignment, rewrites)
@@ -407,36 +405,72 @@ def enumerate_embeddings(nest: LoopNest, spec, time_limit: float = 5.0, max_solu
         assert item.issued == issued and item.data_bytes == data_bytes, \
             f"model and layout disagree on {item.describe()}: issued {issued} vs {item.issued}, bytes {data_bytes} vs {item.data_bytes}"
         ranked.append(item)
+    return ranked
+
+
+def _with_reference(nest: LoopNest, spec, patterns: list[Pattern], ranked: list[RankedEmbedding]) -> list[RankedEmbedding]:
+    """`ranked` with the reference embedding of the first pattern that has one flagged, or added."""
     for candidate in patterns:
         embedding = reference_embedding(nest, spec, candidate)
         if embedding is None:
             continue
         position = next((k for k, item in enumerate(ranked) if _same(item.embedding, embedding)), None)
         if position is None:
-            ranked.append(rank_embedding(nest, candidate, embedding, spec, reference=True))
-        else:
-            ranked[position] = dataclasses.replace(ranked[position], reference=True)
-        break
+            return ranked + [rank_embedding(nest, candidate, embedding, spec, reference=True)]
+        return ranked[:position] + [dataclasses.replace(ranked[position], reference=True)] + ranked[position + 1:]
+    return ranked
+
+
+def _check_solvable(nest: LoopNest) -> None:
+    if isinstance(nest, AluNest) and nest.uses_imm and not -(1 << (ALU_IMM_BITS - 1)) <= nest.imm < (1 << (ALU_IMM_BITS - 1)):
+        raise InfeasibleError(f"{nest.name}: immediate {nest.imm} does not fit the {ALU_IMM_BITS}-bit ALU immediate")
+    if nest.macs >= MAX_ISSUED:
+        raise InfeasibleError(f"{nest.name}: {nest.macs} iterations exceed the solver's bound of 2^{MAX_ISSUED.bit_length() - 1}")
+
+
+def enumerate_embeddings(nest: LoopNest, spec, time_limit: float = 5.0, max_solutions: int = DEFAULT_MAX_SOLUTIONS,
+                         pattern: Pattern | None = None, window: int = 2, within: float = DEFAULT_WITHIN) -> EnumerationResult:
+    """Every distinct embedding within `within` of the optimum, over every hosting pattern (or `pattern`), best first."""
+    if pattern is not None and (reason := hosting_reason(nest, pattern)) is not None:
+        raise InfeasibleError(f"{nest.name}: pattern {pattern.name} cannot host it: {reason}")
+    patterns = [pattern] if pattern is not None else hosting_patterns(nest, load_patterns(spec))
+    _check_solvable(nest)
+    start = time.perf_counter()
+    deadline = start + time_limit
+    op_graph = dataflow_graph(nest, window)
+    flows = read_flows(nest, op_graph)
+    solved = [entry for candidate in patterns for entry in _optimise(nest, flows, candidate, spec, window, deadline)]
+    feasible = [entry for entry in solved if entry.objective is not None]
+    best_objective = min((entry.objective for entry in feasible), default=None)
+    best_bound = min((entry.bound for entry in feasible), default=None)
+    found, timed_out = [], any(entry.status not in ("OPTIMAL", "INFEASIBLE") for entry in solved)
+    for entry in feasible:
+        threshold = int(best_objective * within)
+        if entry.objective > threshold or len(found) >= max_solutions:
+            continue
+        more, out_of_time = _enumerate_within(nest, entry, threshold, max_solutions - len(found), deadline)
+        found += more
+        timed_out |= out_of_time
+    ranked = _with_reference(nest, spec, patterns, _ranked(nest, spec, found))
     if not ranked:
-        reasons = "; ".join(f"{c.name}: {status}" for c, _, status, _, _ in built)
+        reasons = "; ".join(f"{entry.pattern.name}: {entry.status}" for entry in solved)
         raise InfeasibleError(f"{nest.name}: the solver found no embedding ({reasons}) within {time_limit} s")
     ranked.sort(key=lambda item: (item.predicted_cycles, -item.utilization, item.data_bytes, item.describe(),
                                   sorted(item.embedding.operand_map.items())))
-    ranked = _merge_twins(nest, ranked)
-    protos = [entry[1].model.Proto() for entry in built]
+    protos = [entry.formulation.model.Proto() for entry in solved]
     stats = SolverStats(
         variables=sum(len(proto.variables) for proto in protos), constraints=sum(len(proto.constraints) for proto in protos),
         solutions=len(found), wall_seconds=time.perf_counter() - start, timed_out=timed_out,
-        status=_overall_status(built), capped=len(found) >= max_solutions,
+        status=_overall_status(solved), capped=len(found) >= max_solutions,
         objective=None if best_objective is None else best_objective / SCALE,
         best_bound=None if best_bound is None else best_bound / SCALE, within=within)
-    return EnumerationResult(nest, ranked[0].embedding.pattern, ranked, stats,
+    return EnumerationResult(nest, ranked[0].embedding.pattern, _merge_twins(nest, ranked), stats,
                              {"operator": op_graph.number_of_nodes(), "patterns": len(patterns)})
 
 
-def _overall_status(built) -> str:
+def _overall_status(solved: list[_Solved]) -> str:
     """OPTIMAL when every model's optimum is proven (or it is infeasible), else the weakest status."""
-    statuses = {entry[2] for entry in built}
+    statuses = {entry.status for entry in solved}
     for weakest in ("UNKNOWN", "FEASIBLE"):
         if weakest in statuses:
             return weakest
