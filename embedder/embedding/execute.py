@@ -120,7 +120,8 @@ def execute(nest: LoopNest, embedding: Embedding, tensors: dict[str, np.ndarray]
 
 
 def reference(nest: LoopNest, tensors: dict[str, np.ndarray]) -> np.ndarray:
-    """out[f(p)] += lhs[g(p)] * rhs[h(p)] over every iteration point, reads outside a tensor zero (int64)."""
+    """out[f(p)] += lhs[g(p)] * rhs[h(p)] over every iteration point, reads outside a tensor zero, writes outside
+    it dropped (int64)."""
     if isinstance(nest, AluNest):
         from embedder.ops.alu import reference_alu
 
@@ -140,7 +141,10 @@ def reference(nest: LoopNest, tensors: dict[str, np.ndarray]) -> np.ndarray:
 
     out = np.zeros(nest.output.shape, dtype=np.int64)
     out_index = tuple(np.broadcast_to(expr.evaluate(point), grids[0].size) for expr in nest.output.index)
-    np.add.at(out, out_index, gather(nest.lhs) * gather(nest.rhs))
+    inside = np.ones(grids[0].size, dtype=bool)  # writes outside the output (an uneven split's points) are dropped
+    for value, bound in zip(out_index, nest.output.shape):
+        inside &= (value >= 0) & (value < bound)
+    np.add.at(out, tuple(index[inside] for index in out_index), (gather(nest.lhs) * gather(nest.rhs))[inside])
     return out
 
 

@@ -6,10 +6,12 @@ states it.  Here, for every pattern of the spec that can host the operator
 vector or an immediate operand, and lane axes whose memory elements are
 grids) and every role map:
 
-1. CP-SAT minimises the predicted cycles and proves the optimum
-   (`solver_status`, `objective`, `best_bound`);
+1. CP-SAT minimises the predicted cycles and, within the time limit,
+   proves the optimum (`solver_status`, `objective`, `best_bound`);
 2. a second solve enumerates every solution within `within` (default
-   1.25x) of the best optimum over all patterns and role maps;
+   1.25x) of the best optimum over all patterns and role maps (with a
+   little slack, as the model rounds the DRAM rate; the exact cycles then
+   decide);
 3. each solution becomes an `Embedding` (with its nest rewrites), is
    ranked in Python on its derived layouts (which must agree with the
    model's issued micro-ops and bytes) and cost-equivalent twins (the same
@@ -31,9 +33,9 @@ from ortools.sat.python import cp_model
 
 from embedder.dataflow import ROLES, dataflow_graph
 from embedder.embedding.formulation import (EPILOGUE_STAGES, MAX_ISSUED, SCALE, CostWeights, Formulation, decode,
-                                            formulate, read_flows, role_maps)
+                                            formulate, read_flows, role_maps, traffic)
 from embedder.embedding.rewrite import rewrite_nest
-from embedder.embedding.types import Embedding, LaneGroup, TensorLayout, tensor_layout
+from embedder.embedding.types import Embedding, LaneGroup, TensorLayout, same_embedding, tensor_layout
 from embedder.errors import InfeasibleError
 from embedder.hw.config import ALU_IMM_BITS
 from embedder.ops.alu import IMMEDIATE, AluNest
@@ -44,6 +46,7 @@ SEED = 0
 WORKERS = 1  # enumeration needs a single worker; it also makes the order reproducible
 DEFAULT_MAX_SOLUTIONS = 2000
 DEFAULT_WITHIN = 1.25  # enumerate every embedding predicted within this factor of the optimum
+MODEL_SLACK = 0.01  # the model's cycles are within 0.5 % of the exact ones (the DRAM rate in thousandths)
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,8 @@ class RankedEmbedding:
     layouts: dict[str, TensorLayout]
     utilization: float  # MACs (or ALU ops) / (issued x the instruction's lanes)
     issued: int  # micro-op iterations
-    data_bytes: int  # DRAM bytes, each stored element moved once, replication and padding included
+    data_bytes: int  # DRAM footprint: every stored element once, replication and padding included
+    moved_bytes: int  # predicted DRAM traffic: reloads of factors that do not fit on chip (`Traffic`)
     compute_cycles: int
     memory_cycles: int
     predicted_cycles: int  # max(compute_cycles, memory_cycles)
@@ -115,6 +119,7 @@ class RankedEmbedding:
             "utilization": self.utilization,
             "issued": self.issued,
             "data_bytes": self.data_bytes,
+            "moved_bytes": self.moved_bytes,
             "compute_cycles": self.compute_cycles,
             "memory_cycles": self.memory_cycles,
             "predicted_cycles": self.predicted_cycles,
@@ -134,7 +139,8 @@ class EnumerationResult:
     pattern: str
     ranked: list[RankedEmbedding]  # best first
     stats: SolverStats
-    dataflow_nodes: dict[str, int] = field(default_factory=dict)  # "operator"/"pattern" -> graph nodes
+    # "operator": nodes of the operator's dataflow graph; "patterns": how many patterns could host it
+    dataflow_nodes: dict[str, int] = field(default_factory=dict)
 
     @property
     def best(self) -> RankedEmbedding:
@@ -253,10 +259,13 @@ def rank_embedding(nest: LoopNest, pattern: Pattern, embedding: Embedding, spec,
     else:
         compute = issued * timing.alu_cycles_per_uop
     compute = ceil(compute)
-    memory = ceil(data_bytes / timing.dram_rate(config))
+    estimate = traffic(pattern, _weights(nest, pattern, spec))
+    moved = data_bytes if estimate is None else estimate.moved({op: layout.elements for op, layout in layouts.items()})
+    memory = ceil(moved / timing.dram_rate(config))
     return RankedEmbedding(
         embedding=embedding, layouts=layouts, utilization=nest.macs / (issued * hardware_lanes), issued=issued,
-        data_bytes=data_bytes, compute_cycles=compute, memory_cycles=memory, predicted_cycles=max(compute, memory),
+        data_bytes=data_bytes, moved_bytes=moved, compute_cycles=compute, memory_cycles=memory,
+        predicted_cycles=max(compute, memory),
         replication={layout.tensor: layout.replication for layout in layouts.values()},
         reference=reference, initializer=initializer)
 
@@ -295,21 +304,19 @@ def reference_embedding(nest: LoopNest, spec, pattern: Pattern | None = None, ke
     return None if reference is None else build_embedding(nest, pattern, *reference)
 
 
-def _same(a: Embedding, b: Embedding) -> bool:
-    return (a.pattern == b.pattern and a.operand_map == b.operand_map and a.rewrites == b.rewrites
-            and [g.dims for g in a.groups] == [g.dims for g in b.groups])
-
-
 def _weights(nest: LoopNest, pattern: Pattern, spec) -> CostWeights:
     config, timing = spec.config, spec.timing
     mac = _is_mac(pattern)
     initializer = config.acc_width // 8 if isinstance(nest, AluNest) and not nest.in_place else 0
+    depth = {"acc": config.acc_depth, "inp": config.inp_depth, "wgt": config.wgt_depth}
     return CostWeights(
         per_uop=round(SCALE * (timing.gemm_cycles_per_uop if mac else timing.alu_cycles_per_uop)),
         per_epilogue_element=round(SCALE * EPILOGUE_STAGES * timing.alu_cycles_per_uop) if mac else 0,
         per_byte=round(SCALE / timing.dram_rate(config)),
         operand_bytes={operand: _operand_bytes(pattern, operand, config) for operand in pattern.operands},
-        initializer_bytes=initializer)
+        initializer_bytes=initializer,
+        capacity={operand: max(1, depth[spec_.buffer] // 2) for operand, spec_ in pattern.operands.items()},
+        factors=(pattern.nest.lhs.tensor, pattern.nest.rhs.tensor) if mac else ())
 
 
 def _solver(seconds: float, enumerate_all: bool) -> cp_model.CpSolver:
@@ -357,6 +364,7 @@ class _Solved:
     status: str
     objective: float | None  # thousandths of a cycle; None when no solution was found
     bound: float | None
+    size: tuple[int, int]  # the model's variables and constraints
 
 
 def _optimise(nest: LoopNest, flows, candidate: Pattern, spec, window: int, deadline: float) -> list[_Solved]:
@@ -372,8 +380,10 @@ def _optimise(nest: LoopNest, flows, candidate: Pattern, spec, window: int, dead
         if status == cp_model.MODEL_INVALID:  # a bug in the model, never a user error
             raise RuntimeError(f"{nest.name}: invalid CP-SAT model: {formulation.model.Validate()}")
         found = status in (cp_model.OPTIMAL, cp_model.FEASIBLE)
+        proto = formulation.model.Proto()
         solved.append(_Solved(candidate, formulation, solver.StatusName(status),
-                              solver.ObjectiveValue() if found else None, solver.BestObjectiveBound() if found else None))
+                              solver.ObjectiveValue() if found else None, solver.BestObjectiveBound() if found else None,
+                              (len(proto.variables), len(proto.constraints))))
     return solved
 
 
@@ -388,7 +398,7 @@ def _enumerate_within(nest: LoopNest, solved: _Solved, threshold: int, limit: in
     def decoded(value):
         rewrites, assignment = decode(formulation, value, lambda pair: tensors[formulation.mapping[pair.copy_role]])
         return (solved.pattern, formulation.mapping, rewrites, assignment, value(formulation.issued),
-                value(formulation.data_bytes))
+                value(formulation.moved_bytes))
 
     collector = _Collector(decoded, limit)
     solver = _solver(deadline - time.perf_counter(), enumerate_all=True)
@@ -399,13 +409,20 @@ def _enumerate_within(nest: LoopNest, solved: _Solved, threshold: int, limit: in
 def _ranked(nest: LoopNest, spec, found: list) -> list[RankedEmbedding]:
     """Each solution as a ranked embedding; its derived layouts must agree with the model."""
     ranked = []
-    for candidate, mapping, rewrites, assignment, issued, data_bytes in found:
+    for candidate, mapping, rewrites, assignment, issued, moved in found:
         embedding = build_embedding(rewrite_nest(nest, rewrites), candidate, mapping, assignment, rewrites)
         item = rank_embedding(nest, candidate, embedding, spec)
-        assert item.issued == issued and item.data_bytes == data_bytes, \
-            f"model and layout disagree on {item.describe()}: issued {issued} vs {item.issued}, bytes {data_bytes} vs {item.data_bytes}"
+        if (item.issued, item.moved_bytes) != (issued, moved):  # a bug in the model or the layouts, never a user error
+            raise RuntimeError(f"{nest.name}: model and layouts disagree on [{item.describe()}]: issued {issued} vs "
+                               f"{item.issued}, DRAM bytes {moved} vs {item.moved_bytes}")
         ranked.append(item)
     return ranked
+
+
+def _within(ranked: list[RankedEmbedding], within: float) -> list[RankedEmbedding]:
+    """The embeddings predicted within `within` of the best of them."""
+    best = min((item.predicted_cycles for item in ranked), default=0)
+    return [item for item in ranked if item.predicted_cycles <= within * best]
 
 
 def _with_reference(nest: LoopNest, spec, patterns: list[Pattern], ranked: list[RankedEmbedding]) -> list[RankedEmbedding]:
@@ -414,9 +431,10 @@ def _with_reference(nest: LoopNest, spec, patterns: list[Pattern], ranked: list[
         embedding = reference_embedding(nest, spec, candidate)
         if embedding is None:
             continue
-        position = next((k for k, item in enumerate(ranked) if _same(item.embedding, embedding)), None)
+        reference = rank_embedding(nest, candidate, embedding, spec, reference=True)
+        position = next((k for k, item in enumerate(ranked) if same_embedding(nest, item.embedding, embedding)), None)
         if position is None:
-            return ranked + [rank_embedding(nest, candidate, embedding, spec, reference=True)]
+            return ranked + [reference]
         return ranked[:position] + [dataclasses.replace(ranked[position], reference=True)] + ranked[position + 1:]
     return ranked
 
@@ -444,22 +462,25 @@ def enumerate_embeddings(nest: LoopNest, spec, time_limit: float = 5.0, max_solu
     best_objective = min((entry.objective for entry in feasible), default=None)
     best_bound = min((entry.bound for entry in feasible), default=None)
     found, timed_out = [], any(entry.status not in ("OPTIMAL", "INFEASIBLE") for entry in solved)
-    for entry in feasible:
-        threshold = int(best_objective * within)
-        if entry.objective > threshold or len(found) >= max_solutions:
-            continue
-        more, out_of_time = _enumerate_within(nest, entry, threshold, max_solutions - len(found), deadline)
-        found += more
-        timed_out |= out_of_time
-    ranked = _with_reference(nest, spec, patterns, _ranked(nest, spec, found))
+    if best_objective is not None:
+        # The model rounds the DRAM rate to thousandths of a cycle per byte; a little slack keeps every embedding
+        # within `within` by the exact (Python) cycles, which then decide.
+        threshold = int(best_objective * within * (1 + MODEL_SLACK))
+        for entry in feasible:
+            if entry.objective > threshold or len(found) >= max_solutions:
+                continue
+            more, out_of_time = _enumerate_within(nest, entry, threshold, max_solutions - len(found), deadline)
+            found += more
+            timed_out |= out_of_time
+    ranked = _within(_ranked(nest, spec, found), within)
+    ranked = _with_reference(nest, spec, patterns, ranked)
     if not ranked:
         reasons = "; ".join(f"{entry.pattern.name}: {entry.status}" for entry in solved)
         raise InfeasibleError(f"{nest.name}: the solver found no embedding ({reasons}) within {time_limit} s")
     ranked.sort(key=lambda item: (item.predicted_cycles, -item.utilization, item.data_bytes, item.describe(),
                                   sorted(item.embedding.operand_map.items())))
-    protos = [entry.formulation.model.Proto() for entry in solved]
     stats = SolverStats(
-        variables=sum(len(proto.variables) for proto in protos), constraints=sum(len(proto.constraints) for proto in protos),
+        variables=sum(entry.size[0] for entry in solved), constraints=sum(entry.size[1] for entry in solved),
         solutions=len(found), wall_seconds=time.perf_counter() - start, timed_out=timed_out,
         status=_overall_status(solved), capped=len(found) >= max_solutions,
         objective=None if best_objective is None else best_objective / SCALE,

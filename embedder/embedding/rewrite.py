@@ -144,17 +144,26 @@ def rewrite_nest(nest: LoopNest, rewrites: tuple[Rewrite, ...]) -> LoopNest:
 def split_is_exact(nest: LoopNest, dim: str) -> bool:
     """Whether splitting `dim` by a factor that does not divide it keeps the nest's result.
 
-    The points past the dim's end must contribute nothing.  A parallel dim
-    must index an axis of the output alone, so their writes fall outside it
-    and are dropped (inside, they would overwrite a real element).  A
-    reduction dim of a multiply-accumulate must index an axis of a factor
-    alone, so they read zero and add nothing; an ALU fold reads its padding
-    as the op's identity only outside its tensor, so it never splits a
-    reduction dim unevenly.
+    The points past the dim's end must contribute nothing: some index of an
+    access must fall outside its tensor at every such point (the dim's
+    coefficient positive, and the index at the dim's size, with every other
+    dim at its most negative, past the tensor's end).  For a parallel dim
+    that access must be the output, whose writes outside are dropped (one
+    inside would overwrite a real element); for a reduction dim of a
+    multiply-accumulate, a factor, which reads zero there.  An ALU fold
+    reads its padding as the op's identity only outside its tensor, so it
+    never splits a reduction dim unevenly.
     """
-    reduction = next(d.reduction for d in nest.dims if d.name == dim)
-    if not reduction:
+    sizes = nest.sizes
+    size = sizes[dim]
+    if not next(d.reduction for d in nest.dims if d.name == dim):
         candidates = [nest.output]
     else:
         candidates = [] if hasattr(nest, "op") else [nest.lhs, nest.rhs]
-    return any(expr.terms == ((dim, 1),) and expr.offset == 0 for access in candidates for expr in access.index)
+
+    def outside(expr: Affine, bound: int) -> bool:
+        coefficient = expr.coefficient(dim)
+        lowest_others = sum(min(0, coef * (sizes[d] - 1)) for d, coef in expr.terms if d != dim)
+        return coefficient > 0 and expr.offset + coefficient * size + lowest_others >= bound
+
+    return any(outside(expr, bound) for access in candidates for expr, bound in zip(access.index, access.shape))

@@ -180,6 +180,27 @@ def _reachable(axis: GridAxis, sizes: dict[str, int]) -> np.ndarray | None:
     return None if reachable.all() else reachable
 
 
+def same_embedding(nest: LoopNest, a: Embedding, b: Embedding) -> bool:
+    """The same pattern, operand map, rewrites and lanes, and the same DRAM layouts, up to dims and grid axes of
+    one point: the reference keeps its unit dims, the solver drops them (`rewrite.Unit`); where a unit dim shapes
+    a layout (r of a 1x1 filter in the row index 2*oh + r) the two differ."""
+    def lanes(embedding: Embedding, embedded: LoopNest):
+        sizes = embedded.sizes
+        return [(g.axis, tuple(d for d in g.dims if sizes[d] > 1)) for g in embedding.groups]
+
+    def grids(embedding: Embedding, embedded: LoopNest):
+        return {op: [axis.extent for axis in tensor_layout(embedded, embedding, op).grid if axis.extent > 1]
+                for op in embedding.operand_map}
+
+    def rewrites(embedding: Embedding):
+        return [step for step in embedding.rewrites if not isinstance(step, Unit)]
+
+    if (a.pattern, a.operand_map, rewrites(a)) != (b.pattern, b.operand_map, rewrites(b)):
+        return False
+    embedded_a, embedded_b = a.embedded(nest), b.embedded(nest)
+    return lanes(a, embedded_a) == lanes(b, embedded_b) and grids(a, embedded_a) == grids(b, embedded_b)
+
+
 def source_indices(nest: LoopNest, embedding: Embedding, layout: TensorLayout) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
     """For every lane of every grid element, the operator tensor index it holds.
 

@@ -42,7 +42,7 @@ from embedder.codegen.program import CompiledProgram
 from embedder.driver import (EMBEDDINGS_TRIED, TIMED_TILINGS, baseline_records, compile_operator, program_record,
                              reduced_operator, speedups)
 from embedder.embedding.model import enumerate_embeddings
-from embedder.embedding.types import Embedding, LaneGroup
+from embedder.embedding.types import Embedding, LaneGroup, same_embedding
 from embedder.errors import EmbedderError
 from embedder.evaluate.suite import SuiteOperator
 from embedder.hw.spec import HwSpec, load_spec
@@ -82,14 +82,6 @@ def resized(embedding: Embedding, nest: LoopNest) -> Embedding:
     groups = tuple(LaneGroup(g.axis, g.lanes, g.dims, tuple(sizes[d] for d in g.dims)) for g in embedding.groups)
     return Embedding(embedding.pattern, dict(embedding.operand_map), groups, embedding.loop_dims,
                      dict(embedding.operand_axes), embedding.rewrites)
-
-
-def same_embedding(nest: LoopNest, a: Embedding, b: Embedding) -> bool:
-    """Equal up to size-1 dims (a dim of extent 1 in a lane group is the same as a loop of one iteration)."""
-    def lanes(embedding):
-        sizes = embedding.embedded(nest).sizes
-        return sorted((g.axis, tuple(d for d in g.dims if sizes[d] > 1)) for g in embedding.groups)
-    return a.operand_map == b.operand_map and a.rewrites == b.rewrites and lanes(a) == lanes(b)
 
 
 def _verify(operator, program: CompiledProgram, spec: HwSpec, who: str, timed_cycles: int | None) -> None:

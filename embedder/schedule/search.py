@@ -5,7 +5,8 @@ sizes ceil(extent / k).  Dims are enumerated with pruning (footprints grow
 with every tile, so a partial assignment that overflows a buffer with the
 remaining tiles at 1 is dropped); the largest parallel dim is not
 enumerated but takes the largest tile that still fits (most reuse), and the
-next smaller one; its smaller tiles form a second, `wide` set of candidates.  Two loop orders are tried: weight-side parallel dims
+next smaller one; its smaller tiles down to an eighth of the largest form a
+second, `wide` set of candidates (only the best few of each set are generated).  Two loop orders are tried: weight-side parallel dims
 (output-channel blocks) outside the input-side ones, or inside.  Reduction
 dims that are split always come innermost.
 
@@ -39,6 +40,9 @@ from embedder.ops.ir import LoopNest
 from embedder.schedule.geometry import OperandGeometry, operand_geometries
 from embedder.schedule.types import Schedule, reduction_dims, schedule_dims
 
+# The wide candidates go down to this fraction of the free dim's largest fitting tile: small enough to
+# shorten a pipeline's fill and drain, few enough to estimate quickly.
+WIDE_RATIO = 8
 # Upper bound on tile candidates per dim.
 LADDER = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 
@@ -169,10 +173,13 @@ def candidate_tiles(model: CostModel):
             if model.fits(tile) is None:
                 results.append((dict(tile), False))
             return
-        kept = 0
+        kept, largest = 0, None
         for value in ladders[free]:
             tile[free] = value
             if model.fits(tile) is None:
+                largest = largest or value
+                if value * WIDE_RATIO < largest:
+                    break
                 results.append((dict(tile), kept >= 2))
                 kept += 1
         tile[free] = 1

@@ -53,7 +53,8 @@ def test_block_diagonal_grouped_and_depthwise_convs_are_bit_exact(conv, spec):
 @SLOW
 @given(c=st.integers(1, 3), h=st.integers(9, 15), k=st.integers(4, 20), r=st.integers(3, 5), stride=st.integers(2, 3))
 def test_stride_phase_and_split_convs_are_bit_exact(c, h, k, r, stride):
-    assume(check_conv(Conv2d(1, c, h, h, k, r, r, stride, stride), "pynq_1x16x16", Split))
+    chosen = check_conv(Conv2d(1, c, h, h, k, r, r, stride, stride), "pynq_1x16x16", Split)  # each verified
+    assume(any(Split("r", stride) in e.rewrites or Split("s", stride) in e.rewrites for e in chosen))
 
 
 @SLOW
