@@ -122,3 +122,26 @@ def test_the_objective_is_proven_and_the_list_stays_within_the_factor():
     assert stats.status == "OPTIMAL" and stats.objective == stats.best_bound
     assert all(item.predicted_cycles <= 1.25 * stats.objective + 1 for item in result.ranked if not item.reference)
     assert abs(result.best.predicted_cycles - stats.objective) <= 0.01 * stats.objective
+
+
+def test_an_operand_is_broadcast_along_lanes_it_does_not_vary():
+    """out[a, x] += A[x, k] * B[k]: the dim a moves only the output, so the factor on its axis is broadcast."""
+    import numpy as np
+
+    from embedder.embedding.execute import coverage, execute, random_tensors, reference
+    from embedder.ops.ir import Access, Affine, Dim, LoopNest
+    from embedder.patterns import load_patterns
+
+    spec = load_spec("pynq_2x16x16")
+    out = Access("out", (2, 16), (Affine.of("a"), Affine.of("x")))
+    nest = LoopNest("broadcast", (Dim("a", 2), Dim("x", 16), Dim("k", 16, reduction=True)), out,
+                    Access("A", (16, 16), (Affine.of("x"), Affine.of("k"))), Access("B", (16,), (Affine.of("k"),)))
+    result = enumerate_embeddings(nest, spec, within=100.0)
+    broadcast = [item for item in result.ranked if "a" in item.embedding.group("b").dims]
+    assert broadcast and all(item.replication["B"] >= 2 for item in broadcast)  # B stored once per batch lane
+    (pattern,) = [p for p in load_patterns(spec) if p.name == "gemm"]
+    tensors = random_tensors(nest, 1)
+    for item in broadcast:
+        embedded = item.embedding.embedded(nest)
+        assert (coverage(embedded, item.embedding)[0] == 1).all()
+        assert np.array_equal(execute(embedded, item.embedding, tensors, pattern), reference(nest, tensors))
