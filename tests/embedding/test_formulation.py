@@ -145,3 +145,24 @@ def test_an_operand_is_broadcast_along_lanes_it_does_not_vary():
         embedded = item.embedding.embedded(nest)
         assert (coverage(embedded, item.embedding)[0] == 1).all()
         assert np.array_equal(execute(embedded, item.embedding, tensors, pattern), reference(nest, tensors))
+
+
+def test_every_hosting_pattern_is_tried_and_the_best_is_named(tmp_path):
+    """A spec with a half-width GEMM view listed first: the full GEMM still wins, and says so."""
+    base = load_spec("pynq_1x16x16")
+    half = tmp_path / "half.toml"
+    half.write_text('[[pattern]]\nname = "gemm_half"\ninstruction = "GEMM"\n'
+                    'statement = "acc[b, o] += inp[b, i] * wgt[o, i]"\ndims = { b = "BATCH", i = 8, o = "BLOCK_OUT" }\n'
+                    f"operands = {GEMM_OPERANDS}\n")
+    vta = base.path.parent / "patterns" / "vta.toml"
+    spec_file = tmp_path / "two_gemms.toml"
+    spec_file.write_text(base.path.read_text().replace('patterns = ["patterns/vta.toml"]',
+                                                       f'patterns = ["half.toml", "{vta}"]'))
+    spec = load_spec(spec_file)
+    result = enumerate_embeddings(Conv2d(1, 64, 14, 14, 64, 3, 3, pad_h=1, pad_w=1).loop_nest(), spec)
+    assert result.dataflow_nodes["patterns"] == 2
+    assert result.pattern == result.best.embedding.pattern == "gemm"
+    half_best = min(item.predicted_cycles for item in result.ranked if item.embedding.pattern == "gemm_half")
+    assert half_best > result.best.predicted_cycles  # the half view issues twice the micro-ops
+    small_c = enumerate_embeddings(Conv2d(1, 8, 14, 14, 64, 3, 3, pad_h=1, pad_w=1).loop_nest(), spec)
+    assert {item.embedding.pattern for item in small_c.ranked} >= {"gemm_half"}  # 8 channels fit the half view
