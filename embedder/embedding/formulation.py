@@ -41,7 +41,9 @@ subject to
                 of a factor that does not fit on chip (chunks, tiles, ceil(sqrt))
     cycles    = max(issued * c_uop + epilogue * elements[acc] * c_alu, moved / dram rate)
 
-minimising cycles.  Every operator MAC is issued exactly once: a whole dim
+minimising cycles.  Splits that say what the whole dim says are cut
+(`_split_symmetry`), so distinct solutions are distinct embeddings; dims
+of one point are dropped (`rewrite.Unit`).  Every operator MAC is issued exactly once: a whole dim
 or split piece sits in exactly one place, the lanes of an axis unflatten
 row-major onto distinct points, and a diagonal's off-diagonal lanes
 multiply a zero.  Why the window suffices: the accesses are affine, so the
