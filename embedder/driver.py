@@ -39,8 +39,12 @@ from embedder.ops.reference import requantize_shift
 from embedder.patterns import load_patterns
 from embedder.tiling import ScheduledProgram, schedule_alu_embedding, schedule_embedding
 
-# Embeddings from the solver's ranked list that are scheduled and timed.
+# Embeddings from the solver's ranked list that are scheduled and timed: the best EMBEDDINGS_TRIED, and
+# further ones predicted within NEAR_TIE of the best, up to MOST_TRIED (the prediction misses the cycle
+# model by about 10 % on typical layers, so closer ones cannot be told apart without timing them).
 EMBEDDINGS_TRIED = 3
+NEAR_TIE = 1.10
+MOST_TRIED = 6
 # Tilings of each embedding generated and timed on the cycle model (the embedder's search budget;
 # the tuned baseline gets the same).
 TIMED_TILINGS = 2
@@ -89,7 +93,7 @@ def compile_operator(operator, spec: HwSpec, time_limit: float = 10.0, embedding
     """Enumerate embeddings, schedule the top `embeddings`, keep the fastest program of them and the baselines.
 
     Conv and GEMM: `baselines` (built here when not given) are candidates, and the reference
-    embedding is not scheduled again (the tuned baseline is its search).  ALU operators have no
+    embedding is not scheduled again when the tuned baseline, its search, is among them.  ALU operators have no
     baselines; their reference embedding is always among the candidates, and every nest of the
     operator needs its ALU pattern.
     """
@@ -112,10 +116,11 @@ def compile_operator(operator, spec: HwSpec, time_limit: float = 10.0, embedding
             return schedule_embedding(nest, embedding, spec, shift, timed=timed)
     enumeration = enumerate_embeddings(nest, spec, time_limit=time_limit)
     ranked = enumeration.ranked
-    if kernel is None:
-        chosen = [item for item in ranked if not item.reference][:embeddings]
+    if kernel is None and baselines and "tuned" in baselines:  # tuned is the search on the reference embedding
+        chosen = _worth_timing([item for item in ranked if not item.reference], embeddings)
     else:
-        chosen = ranked[:embeddings] + [item for item in ranked[embeddings:] if item.reference]
+        chosen = _worth_timing(ranked, embeddings)
+        chosen += [item for item in ranked if item.reference and item not in chosen]
     best, source, tried = None, "embedder", []
     for item in chosen:
         try:
@@ -137,6 +142,14 @@ def compile_operator(operator, spec: HwSpec, time_limit: float = 10.0, embedding
         raise InfeasibleError(f"{nest.name}: no embedding can be scheduled on {spec.name}: {reasons}")
     return CompileResult(operator, nest, spec, best, time.perf_counter() - start, tried, source, search_cycles, kernel,
                          baselines or {}, enumeration.stats)
+
+
+def _worth_timing(ranked: list, embeddings: int) -> list:
+    """The first `embeddings` of `ranked`, and the rest predicted within NEAR_TIE of the best (MOST_TRIED at most)."""
+    if not ranked:
+        return []
+    near = [item for item in ranked[embeddings:] if item.predicted_cycles <= NEAR_TIE * ranked[0].predicted_cycles]
+    return (ranked[:embeddings] + near)[:max(embeddings, MOST_TRIED)]
 
 
 def layouts_of(nest: LoopNest, embedding: Embedding) -> dict[str, str]:

@@ -426,7 +426,8 @@ def _within(ranked: list[RankedEmbedding], within: float) -> list[RankedEmbeddin
 
 
 def _with_reference(nest: LoopNest, spec, patterns: list[Pattern], ranked: list[RankedEmbedding]) -> list[RankedEmbedding]:
-    """`ranked` with the reference embedding of the first pattern that has one flagged, or added."""
+    """`ranked` with the reference embedding of the first pattern that has one: in place of the solver's
+    equivalent (`same_embedding`), or added."""
     for candidate in patterns:
         embedding = reference_embedding(nest, spec, candidate)
         if embedding is None:
@@ -435,7 +436,7 @@ def _with_reference(nest: LoopNest, spec, patterns: list[Pattern], ranked: list[
         position = next((k for k, item in enumerate(ranked) if same_embedding(nest, item.embedding, embedding)), None)
         if position is None:
             return ranked + [reference]
-        return ranked[:position] + [dataclasses.replace(ranked[position], reference=True)] + ranked[position + 1:]
+        return ranked[:position] + [reference] + ranked[position + 1:]  # the solver's copy, unit dims kept
     return ranked
 
 

@@ -16,11 +16,10 @@ verified bit-exactly against the numpy reference on seeded random data:
   strategies and with the embedder's chosen embedding, and all run
   functionally.  The row's `verification` says which shape was verified.
 
-compile_operator schedules the top EMBEDDINGS_TRIED embeddings of the
-solver's ranking; here only those predicted at most PREDICTED_SLOWDOWN_LIMIT
-times slower than the best are passed on (an embedding that leaves 15/16 of
-the lanes idle can need millions of instructions, minutes of code
-generation, and cannot win).
+compile_operator schedules the best few embeddings of the solver's list,
+which holds only those predicted within 1.25x of the optimum (an embedding
+that leaves 15/16 of the lanes idle can need millions of instructions,
+minutes of code generation, and cannot win).
 
 Row fields: `baselines.<name>` (program record and tile, or `skipped` with
 the reason), `embedder` (program record, `source`: "embedder" or
@@ -39,9 +38,8 @@ from dataclasses import replace
 
 from embedder.baselines import compile_baselines, untuned_baseline
 from embedder.codegen.program import CompiledProgram
-from embedder.driver import (EMBEDDINGS_TRIED, TIMED_TILINGS, baseline_records, compile_operator, program_record,
+from embedder.driver import (TIMED_TILINGS, baseline_records, compile_operator, program_record,
                              reduced_operator, speedups)
-from embedder.embedding.model import enumerate_embeddings
 from embedder.embedding.types import Embedding, LaneGroup, same_embedding
 from embedder.errors import EmbedderError
 from embedder.evaluate.suite import SuiteOperator
@@ -53,7 +51,6 @@ from embedder.ops.reference import requantize_shift
 from embedder.tiling import schedule_embedding
 
 # Embeddings predicted this many times slower than the solver's best are not scheduled.
-PREDICTED_SLOWDOWN_LIMIT = 4.0
 # Timing-only runs verify a shrunk operator of at most this many MACs.
 VERIFY_MACS = 4_000_000
 # An untuned program timed by its prefixes is verified whole on a shape shrunk to at most this many tile steps.
@@ -65,15 +62,6 @@ ROW_FORMAT = 4
 
 class VerificationError(EmbedderError):
     """A generated program's output differs from the numpy reference."""
-
-
-def embeddings_worth_scheduling(nest: LoopNest, spec: HwSpec, time_limit: float) -> int:
-    """How many of the top EMBEDDINGS_TRIED ranked embeddings are predicted within the slowdown limit of the best."""
-    ranked = [item for item in enumerate_embeddings(nest, spec, time_limit=time_limit).ranked if not item.reference]
-    if not ranked:
-        return 1
-    limit = PREDICTED_SLOWDOWN_LIMIT * ranked[0].predicted_cycles
-    return max(1, sum(item.predicted_cycles <= limit for item in ranked[:EMBEDDINGS_TRIED]))
 
 
 def resized(embedding: Embedding, nest: LoopNest) -> Embedding:
@@ -167,7 +155,7 @@ def evaluate_operator(item: SuiteOperator, hw: str, timing_only: bool, time_limi
     """The row of one operator (module docstring); raises on any failure (the runner records it)."""
     spec = load_spec(hw)
     operator, nest = item.op, item.op.loop_nest()
-    result = compile_operator(operator, spec, time_limit, embeddings=embeddings_worth_scheduling(nest, spec, time_limit))
+    result = compile_operator(operator, spec, time_limit)
     chosen = result.program
     if timing_only:
         own = result.source == "embedder"
