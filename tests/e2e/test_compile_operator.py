@@ -51,3 +51,15 @@ def test_first_layer_prefers_a_replicating_embedding():
     assert result.source == "embedder" and result.cycles < result.baselines["tuned"].cycles
     assert result.program.geometries["inp"].layout.replication > 1
     assert run_and_verify(operator, result.program, spec.timing).verified
+
+
+def test_near_ties_are_timed_too():
+    """The best three, then every embedding predicted within 1.10x of the best, six at most."""
+    from types import SimpleNamespace
+
+    from embedder.driver import _worth_timing
+
+    ranked = [SimpleNamespace(predicted_cycles=cycles) for cycles in (100, 101, 102, 105, 109, 111, 200)]
+    assert [item.predicted_cycles for item in _worth_timing(ranked, 3)] == [100, 101, 102, 105, 109]
+    many = [SimpleNamespace(predicted_cycles=100 + k) for k in range(9)]
+    assert len(_worth_timing(many, 3)) == 6 and _worth_timing([], 3) == []
