@@ -369,6 +369,9 @@ class HwConfig:
         for what, depth in (("inp", self.inp_depth), ("wgt", self.wgt_depth), ("acc", self.acc_depth), ("uop", self.uop_depth)):
             if depth > 1 << SRAM_ADDR_BITS:
                 raise SpecError(f"the {what} buffer depth {depth} exceeds the 16-bit sram_base field")
+        if self.acc_width != 32:  # the simulator, code generator and numpy reference all wrap at 32 bits
+            raise SpecError(f"LOG_ACC_WIDTH = {self.LOG_ACC_WIDTH}: only 32-bit accumulators are supported "
+                            f"(LOG_ACC_WIDTH = 5)")
 
     def log_keys(self) -> dict[str, int]:
         """The LOG_* keys as written in a bundle's `hw` object."""

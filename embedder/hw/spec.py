@@ -102,7 +102,11 @@ def resolve_spec_path(name_or_path: str | Path) -> Path:
 def load_spec(name_or_path: str | Path = DEFAULT_SPEC) -> HwSpec:
     path = resolve_spec_path(name_or_path)
     try:
-        document = tomllib.loads(path.read_text())
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise SpecError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    except OSError as error:
+        raise SpecError(f"{path}: cannot read the spec: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise SpecError(f"{path}: not valid TOML: {error}") from None
     errors = sorted(jsonschema.Draft202012Validator(_schema()).iter_errors(document), key=lambda e: list(e.absolute_path))

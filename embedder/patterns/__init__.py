@@ -154,7 +154,9 @@ def _schema() -> dict:
 def load_pattern_file(path: Path, config: HwConfig) -> list[Pattern]:
     """Parse and validate one pattern file, resolving lane counts from `config`."""
     try:
-        document = tomllib.loads(Path(path).read_text())
+        document = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise SpecError(f"{path}: not UTF-8 text (byte {error.start})") from None
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise SpecError(f"{path}: cannot read pattern file: {error}") from None
     errors = sorted(jsonschema.Draft202012Validator(_schema()).iter_errors(document), key=lambda e: list(e.absolute_path))

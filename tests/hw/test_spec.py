@@ -62,3 +62,30 @@ def test_malformed_toml(tmp_path):
     path.write_text("name = \n")
     with pytest.raises(SpecError, match="broken.toml: not valid TOML"):
         load_spec(path)
+
+
+def test_a_64_bit_accumulator_is_rejected_not_computed_as_32(tmp_path):
+    path = write_variant(tmp_path, lambda t: t.replace("LOG_ACC_WIDTH = 5", "LOG_ACC_WIDTH = 6")
+                         .replace("LOG_ACC_BUFF_SIZE = 17", "LOG_ACC_BUFF_SIZE = 18"))
+    with pytest.raises(SpecError) as error:
+        load_spec(path)
+    message = str(error.value)
+    assert "variant.toml: field 'hw'" in message and "LOG_ACC_WIDTH = 6" in message and "\n" not in message
+
+
+def test_a_spec_that_is_not_utf8_is_one_line_naming_the_file(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes((specs_dir() / "pynq_1x16x16.toml").read_bytes() + "# caf\xe9\n".encode("latin-1"))
+    with pytest.raises(SpecError, match=r"latin1\.toml: not UTF-8 text \(byte \d+\)"):
+        load_spec(path)
+
+
+def test_a_pattern_file_that_is_not_utf8_is_one_line_naming_the_file(tmp_path):
+    from embedder.patterns import load_patterns
+
+    patterns = tmp_path / "patterns.toml"
+    patterns.write_bytes(b"# \xff\xfe\n")
+    path = write_variant(tmp_path, lambda t: t)
+    path.write_text(path.read_text().replace(str(specs_dir() / "patterns" / "vta.toml"), str(patterns)))
+    with pytest.raises(SpecError, match=r"patterns\.toml: not UTF-8 text"):
+        load_patterns(load_spec(path))
