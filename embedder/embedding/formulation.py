@@ -58,13 +58,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import product
-from math import ceil, gcd, isqrt, prod, sqrt
+from math import ceil, isqrt, prod, sqrt
 
 import networkx as nx
 from ortools.sat.python import cp_model
 
 from embedder.dataflow import ROLES
 from embedder.embedding.rewrite import Diagonal, Split, Unit, split_is_exact
+from embedder.embedding.types import grid_extent
 from embedder.ops.ir import LoopNest
 
 SCALE = 1000  # cycles are modelled in thousandths, so fractional constants stay exact enough
@@ -238,14 +239,8 @@ def _power(model: cp_model.CpModel, size: int, chosen, name: str):
 
 
 def _span(terms: list[tuple[int, int]]) -> int:
-    """Grid extent of an index whose loop part is sum(coef * x), x < size, over (coef, size) terms."""
-    wide = [(coef, size) for coef, size in terms if size > 1]
-    if not wide:
-        return 1
-    step = 0
-    for coef, _ in wide:
-        step = gcd(step, abs(coef))
-    return sum(abs(coef) * (size - 1) for coef, size in wide) // step + 1
+    """`grid_extent` of an index's loop part in the rewritten nest, where dims of one point are dropped."""
+    return grid_extent([(coef, size) for coef, size in terms if size > 1])
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,22 @@ def _split_by_lanes(expr: Affine, lane_dims: set[str]) -> tuple[Affine, Affine]:
     return Affine(lane_terms, 0), Affine(loop_terms, expr.offset)
 
 
+def grid_step(terms: list[tuple[int, int]]) -> int:
+    """Index distance between neighbouring coordinates of a grid axis over sum(coef * x): the gcd of the coefs."""
+    step = 0
+    for coef, _ in terms:
+        step = gcd(step, abs(coef))
+    return step
+
+
+def grid_extent(terms: list[tuple[int, int]]) -> int:
+    """Coordinates of a grid axis addressed by sum(coef * x), 0 <= x < size, over (coef, size) terms
+    (1 for no terms: the index is all lanes).  The embedding model tabulates the same count."""
+    if not terms:
+        return 1
+    return sum(abs(coef) * (size - 1) for coef, size in terms) // grid_step(terms) + 1
+
+
 def tensor_layout(nest: LoopNest, embedding: Embedding, operand: str) -> TensorLayout:
     """Derive the element grid of one pattern operand.
 
@@ -154,13 +170,11 @@ def tensor_layout(nest: LoopNest, embedding: Embedding, operand: str) -> TensorL
         _, loop_part = _split_by_lanes(expr, lane_dims)
         if not loop_part.terms:
             continue
-        step = 0
-        for _, coef in loop_part.terms:
-            step = gcd(step, abs(coef))
+        terms = [(coef, sizes[d]) for d, coef in loop_part.terms]
+        step = grid_step(terms)
         lowest = sum(min(0, coef * (sizes[d] - 1)) for d, coef in loop_part.terms)
-        highest = sum(max(0, coef * (sizes[d] - 1)) for d, coef in loop_part.terms)
         scaled = Affine(tuple((d, coef // step) for d, coef in loop_part.terms), -lowest // step)
-        grid.append(GridAxis(f"{access.tensor}{position}", (highest - lowest) // step + 1, scaled, step))
+        grid.append(GridAxis(f"{access.tensor}{position}", grid_extent(terms), scaled, step))
     distinct = prod(access.shape)
     lanes = prod(group.lanes for group in groups)
     stored = prod(axis.extent for axis in grid) * lanes
