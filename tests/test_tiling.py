@@ -1,13 +1,14 @@
 """The timed tile search: the scheduler's best-ranked tilings generated and timed on the cycle model."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from embedder.baseline.reference import reference_embedding
 from embedder.embedding.model import enumerate_embeddings
 from embedder.errors import InfeasibleError
 from embedder.evaluate.metrics import bounds
-from embedder.hw.config import HwConfig
 from embedder.hw.spec import HwSpec, load_spec
 from embedder.ops.alu import ElementwiseAdd
 from embedder.ops.alu_kernel import alu_kernel
@@ -27,7 +28,7 @@ def test_scheduled_program_is_near_the_vta_bound_for_a_deep_reduction(spec_name)
 
 def test_a_buffer_too_small_for_any_tile_is_named():
     base = load_spec()
-    config = HwConfig(**{**base.config.log_keys(), "LOG_WGT_BUFF_SIZE": 7, "LOG_UOP_BUFF_SIZE": 15}, name="tiny")
+    config = dataclasses.replace(base.config, LOG_WGT_BUFF_SIZE=7, LOG_UOP_BUFF_SIZE=15, name="tiny")
     spec = HwSpec("tiny", "", config, base.timing, base.pattern_files, base.path)
     nest = Gemm(16, 16, 16).loop_nest()
     with pytest.raises(InfeasibleError, match="wgt"):

@@ -17,7 +17,8 @@ LOG_KEYS = (
     "LOG_WGT_WIDTH",
     "LOG_ACC_WIDTH",
     "LOG_BATCH",
-    "LOG_BLOCK",
+    "LOG_BLOCK_IN",
+    "LOG_BLOCK_OUT",
     "LOG_UOP_BUFF_SIZE",
     "LOG_INP_BUFF_SIZE",
     "LOG_WGT_BUFF_SIZE",
@@ -93,7 +94,8 @@ class HwConfig:
     LOG_WGT_WIDTH: int
     LOG_ACC_WIDTH: int
     LOG_BATCH: int
-    LOG_BLOCK: int
+    LOG_BLOCK_IN: int
+    LOG_BLOCK_OUT: int
     LOG_UOP_BUFF_SIZE: int
     LOG_INP_BUFF_SIZE: int
     LOG_WGT_BUFF_SIZE: int
@@ -125,11 +127,11 @@ class HwConfig:
 
     @property
     def block_in(self) -> int:
-        return 1 << self.LOG_BLOCK
+        return 1 << self.LOG_BLOCK_IN
 
     @property
     def block_out(self) -> int:
-        return 1 << self.LOG_BLOCK
+        return 1 << self.LOG_BLOCK_OUT
 
     @property
     def macs_per_cycle(self) -> int:
@@ -374,12 +376,29 @@ class HwConfig:
                             f"(LOG_ACC_WIDTH = 5)")
 
     def log_keys(self) -> dict[str, int]:
-        """The LOG_* keys as written in a bundle's `hw` object."""
-        return {key: getattr(self, key) for key in LOG_KEYS}
+        """The LOG_* keys as written in a bundle's `hw` object and in upstream vta_config.json: a square
+        core as LOG_BLOCK, an asymmetric one as LOG_BLOCK_IN and LOG_BLOCK_OUT."""
+        square = self.LOG_BLOCK_IN == self.LOG_BLOCK_OUT
+        keys = {}
+        for key in LOG_KEYS:
+            if square and key == "LOG_BLOCK_IN":
+                keys["LOG_BLOCK"] = self.LOG_BLOCK_IN
+            elif not (square and key == "LOG_BLOCK_OUT"):
+                keys[key] = getattr(self, key)
+        return keys
 
     @classmethod
     def from_log_keys(cls, keys: dict, name: str = "custom") -> "HwConfig":
+        """From LOG_* keys, with LOG_BLOCK as shorthand for equal LOG_BLOCK_IN and LOG_BLOCK_OUT."""
+        keys = dict(keys)
+        if "LOG_BLOCK" in keys:
+            if "LOG_BLOCK_IN" in keys or "LOG_BLOCK_OUT" in keys:
+                raise SpecError("give LOG_BLOCK or LOG_BLOCK_IN and LOG_BLOCK_OUT, not both")
+            keys["LOG_BLOCK_IN"] = keys["LOG_BLOCK_OUT"] = keys.pop("LOG_BLOCK")
         missing = [key for key in LOG_KEYS if key not in keys]
+        if "LOG_BLOCK_IN" in missing and "LOG_BLOCK_OUT" in missing:
+            missing = [key for key in missing if key != "LOG_BLOCK_OUT"]
+            missing[missing.index("LOG_BLOCK_IN")] = "LOG_BLOCK (or LOG_BLOCK_IN and LOG_BLOCK_OUT)"
         if missing:
             raise SpecError(f"hardware configuration lacks {', '.join(missing)}")
         config = cls(**{key: int(keys[key]) for key in LOG_KEYS}, name=name)

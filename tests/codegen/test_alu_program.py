@@ -2,6 +2,8 @@
 for random shapes, embeddings, tilings and hardware variants; edge semantics by hand."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -13,7 +15,6 @@ from embedder.codegen.alu_program import compile_alu_schedule
 from embedder.codegen.image import build_bundle, read_output
 from embedder.embedding.model import enumerate_embeddings
 from embedder.errors import InfeasibleError, OperatorError
-from embedder.hw.config import HwConfig
 from embedder.hw.spec import HwSpec, load_spec
 from embedder.isa.instructions import Alu, AluOp, Load, MemType
 from embedder.measure import run_and_verify
@@ -139,7 +140,7 @@ def test_relu_reference_is_max_with_zero():
 def test_an_acc_buffer_too_small_for_any_tile_is_named():
     """Max-pool needs an output and a data element in acc: a one-element acc buffer cannot hold them."""
     base = load_spec("pynq_1x16x16")
-    config = HwConfig(**{**base.config.log_keys(), "LOG_ACC_BUFF_SIZE": 6}, name="tiny")
+    config = dataclasses.replace(base.config, LOG_ACC_BUFF_SIZE=6, name="tiny")
     spec = HwSpec("tiny", "", config, base.timing, base.pattern_files, base.path)
     kernel = alu_kernel(MaxPool(1, 16, 4, 4, 2, 2))
     embedding = enumerate_embeddings(kernel.nest, spec).reference.embedding

@@ -63,7 +63,9 @@ def test_variant_sizes():
 def test_instruction_that_does_not_fit_128_bits_is_rejected():
     # vta-isa.md: LOG_ACC_WIDTH 4 with default buffers needs 144 bits for ALU
     # (GEMM, checked first, needs 138: wgt_factor_in moves past bit 127).
-    narrow_acc = HwConfig(**{**DEFAULT_KEYS, "LOG_ACC_WIDTH": 4})
+    keys = {**DEFAULT_KEYS, "LOG_ACC_WIDTH": 4}
+    block = keys.pop("LOG_BLOCK")
+    narrow_acc = HwConfig(**keys, LOG_BLOCK_IN=block, LOG_BLOCK_OUT=block)
     assert narrow_acc.alu_layout[-1].msb + 1 == 144
     with pytest.raises(SpecError, match="needs 138 bits"):
         narrow_acc.validate()
@@ -74,3 +76,21 @@ def test_missing_key_is_named():
     del keys["LOG_BLOCK"]
     with pytest.raises(SpecError, match="LOG_BLOCK"):
         HwConfig.from_log_keys(keys)
+
+
+def test_asymmetric_core_sizes_derive_from_block_in_and_block_out():
+    keys = {**DEFAULT_KEYS, "LOG_BLOCK_IN": 3, "LOG_BLOCK_OUT": 5}
+    del keys["LOG_BLOCK"]
+    config = HwConfig.from_log_keys(keys)
+    assert (config.block_in, config.block_out) == (8, 32)
+    assert (config.inp_elem_bytes, config.wgt_elem_bytes, config.acc_elem_bytes) == (8, 256, 128)
+    assert config.log_keys()["LOG_BLOCK_IN"] == 3 and "LOG_BLOCK" not in config.log_keys()
+    assert HwConfig.from_log_keys(config.log_keys()) == config
+
+
+def test_log_block_is_shorthand_for_equal_in_and_out():
+    config = HwConfig.from_log_keys(DEFAULT_KEYS)
+    assert (config.LOG_BLOCK_IN, config.LOG_BLOCK_OUT) == (4, 4)
+    assert config.log_keys()["LOG_BLOCK"] == 4 and "LOG_BLOCK_IN" not in config.log_keys()
+    with pytest.raises(SpecError, match="not both"):
+        HwConfig.from_log_keys({**DEFAULT_KEYS, "LOG_BLOCK_IN": 3})
