@@ -21,20 +21,34 @@ DEFAULT_SPEC = "pynq_1x16x16"
 
 
 class OneLineErrors(click.Group):
-    """Report user errors on one line instead of a traceback."""
+    """Report user errors on one line instead of a traceback (while parsing options, too)."""
 
-    def invoke(self, ctx):
+    def main(self, *args, **kwargs):
         try:
-            return super().invoke(ctx)
+            return super().main(*args, **kwargs)
         except EmbedderError as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(2)
 
 
+def _report_upstream_config(ctx, param, value: str) -> str:
+    """An upstream vta_config.json says nothing of the bus or the timing: say which defaults it gets."""
+    if value.endswith(".json"):
+        from embedder.hw.spec import load_spec
+
+        click.echo(f"note: {load_spec(value).description}", err=True)
+    return value
+
+
+def hw_option(help_text: str = "Hardware spec: a name, a .toml spec file, or an upstream vta_config.json."):
+    return click.option("--hw", default=DEFAULT_SPEC, show_default=True, callback=_report_upstream_config,
+                        help=help_text)
+
+
 @click.group(cls=OneLineErrors, invoke_without_command=True)
 @click.option("--op", "op_name", help="Operator: conv, gemm, dense, add, relu, maxpool, requantize.")
 @click.option("--shape", help="Operator parameters, e.g. n=1,c=3,h=224,w=224,k=64,r=3,s=3,stride=1,pad=1.")
-@click.option("--hw", default=DEFAULT_SPEC, show_default=True, help="Hardware spec name or path to a .toml spec.")
+@hw_option()
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write the program bundle and report here.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("--list-embeddings", is_flag=True, help="Only enumerate embeddings, ranked by predicted cost.")
@@ -83,7 +97,7 @@ def disasm(bundle):
 
 
 @main.command("bench-sim")
-@click.option("--hw", default=DEFAULT_SPEC, show_default=True)
+@hw_option()
 def bench_sim(hw):
     """Benchmark the simulator: functional GMAC/s and timing-only instructions/s."""
     from embedder.commands.simulate import bench_sim_command
@@ -92,7 +106,7 @@ def bench_sim(hw):
 
 
 @main.command("bench-compile")
-@click.option("--hw", default=DEFAULT_SPEC, show_default=True)
+@hw_option()
 @click.option("--suite", type=click.Choice(["conv", "gemm", "all", "grouped"]), default="all", show_default=True,
               help="DeepBench's conv or gemm inference suite, both (all), or the grouped and depthwise layers of "
                    "MobileNet v1/v2 and ResNeXt-50 (grouped).")
@@ -109,7 +123,7 @@ def bench_compile(hw, suite, op_set, verify, time_limit, out_path):
 
 
 @main.command("bench-embed")
-@click.option("--hw", default=DEFAULT_SPEC, show_default=True)
+@hw_option()
 @click.option("--time-limit", default=5.0, show_default=True)
 def bench_embed(hw, time_limit):
     """Benchmark embedding enumeration over every DeepBench inference operator."""
@@ -120,7 +134,7 @@ def bench_embed(hw, time_limit):
 
 @main.command("import-autotvm")
 @click.argument("log", type=click.Path(exists=True, dir_okay=False))
-@click.option("--hw", default=DEFAULT_SPEC, show_default=True, help="Spec whose TopHub device string the records must name.")
+@hw_option("Spec whose TopHub device string the records must name.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per record.")
 @click.option("--no-verify", is_flag=True, help="Skip the bit-exact functional run of each program.")
 def import_autotvm(log, hw, as_json, no_verify):
@@ -132,7 +146,7 @@ def import_autotvm(log, hw, as_json, no_verify):
 
 @main.command()
 @click.argument("logs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--hw", default=DEFAULT_SPEC, show_default=True, help="Spec to calibrate (its device string picks the records).")
+@hw_option("Spec to calibrate (its device string picks the records).")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Calibrated spec to write.")
 @click.option("--train", multiple=True, default=("Resnet-18",), show_default=True,
               help="Fit on the groups whose name contains this (network, device or month YYYY-MM); repeatable.")
@@ -153,7 +167,7 @@ def calibrate(logs, hw, out_path, train, names, verify, no_leave_one_out):
               help="DeepBench's conv or gemm inference suite, both (all), or the grouped and depthwise layers of "
                    "MobileNet v1/v2 and ResNeXt-50 (grouped).")
 @click.option("--set", "op_set", type=click.Choice(["server", "device", "all"]), default="all", show_default=True)
-@click.option("--hw", default=DEFAULT_SPEC, show_default=True)
+@hw_option()
 @click.option("--jobs", default=2, show_default=True)
 @click.option("--out", "out_dir", default="results", show_default=True, type=click.Path(file_okay=False))
 @click.option("--quick", is_flag=True, help="A small representative subset (CI, README).")

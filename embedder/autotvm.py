@@ -146,12 +146,8 @@ def _tile(knobs: dict) -> tuple[ReferenceTile, tuple[str, ...]]:
 
 
 def device_of(spec: HwSpec) -> str:
-    """TopHub's device string of a spec: pynq_{BATCH}x{BLOCK}_i{inp}w{wgt}a{acc}_{log2 buffer bytes uop, inp, wgt, acc}."""
-    config = spec.config
-    block = config.block_in if config.block_in == config.block_out else f"{config.block_in}x{config.block_out}"
-    return (f"pynq_{config.batch}x{block}_i{config.inp_width}w{config.wgt_width}a{config.acc_width}_"
-            f"{config.LOG_UOP_BUFF_SIZE}_{config.LOG_INP_BUFF_SIZE}_{config.LOG_WGT_BUFF_SIZE}_"
-            f"{config.LOG_ACC_BUFF_SIZE}")
+    """TopHub's device string of a spec (its records are Pynq's): `HwConfig.device_key`."""
+    return spec.config.device_key("pynq")
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,6 @@ from embedder.ops.conv2d import Conv2d
 from embedder.ops.gemm import Gemm
 from embedder.ops.ir import LoopNest
 from embedder.ops.reference import requantize_shift
-from embedder.patterns import load_patterns
 from embedder.tiling import ScheduledProgram, schedule_alu_embedding, schedule_embedding
 
 # Embeddings from the solver's ranked list that are scheduled and timed: the best EMBEDDINGS_TRIED, and
@@ -101,9 +100,8 @@ def compile_operator(operator, spec: HwSpec, time_limit: float = 10.0, embedding
     kernel = alu_kernel(operator) if isinstance(operator, ALU_OPERATORS) else None
     if kernel is not None:
         nest = kernel.nest
-        patterns = load_patterns(spec)
         for other in kernel.nests:
-            select_pattern(other, patterns)
+            select_pattern(other, spec.patterns)
 
         def schedule_one(embedding):
             return schedule_alu_embedding(kernel, embedding, spec, timed=timed)

@@ -9,7 +9,7 @@ from embedder.baseline.reference import reference_embedding
 from embedder.embedding.model import enumerate_embeddings
 from embedder.errors import InfeasibleError
 from embedder.evaluate.metrics import bounds
-from embedder.hw.spec import HwSpec, load_spec
+from embedder.hw.spec import load_spec
 from embedder.ops.alu import ElementwiseAdd
 from embedder.ops.alu_kernel import alu_kernel
 from embedder.ops.conv2d import Conv2d
@@ -29,7 +29,7 @@ def test_scheduled_program_is_near_the_vta_bound_for_a_deep_reduction(spec_name)
 def test_a_buffer_too_small_for_any_tile_is_named():
     base = load_spec()
     config = dataclasses.replace(base.config, LOG_WGT_BUFF_SIZE=7, LOG_UOP_BUFF_SIZE=15, name="tiny")
-    spec = HwSpec("tiny", "", config, base.timing, base.pattern_files, base.path)
+    spec = dataclasses.replace(base, name="tiny", config=config)
     nest = Gemm(16, 16, 16).loop_nest()
     with pytest.raises(InfeasibleError, match="wgt"):
         schedule_embedding(nest, reference_embedding(nest, base), spec, 8)

@@ -68,6 +68,7 @@ from embedder.schedule.types import Schedule, schedule_dims
 BASELINES = ("untuned", "rule", "tuned")
 THREADS = 2
 # The loops two virtual threads may split, in tie-break preference order.
+# "o_block" is the knob's name for the output-channel (BLOCK_OUT) blocks, whatever the pattern calls that axis.
 THREAD_AXES = ("o_block", "oh")
 RULE_STAGES = ("rule", "fallback: one acc element per thread", "fallback: one thread")
 
@@ -209,11 +210,20 @@ def _thread_axes(threads: int, h_f: int, co_f: int) -> list[str | None]:
     return [axis for axis in THREAD_AXES if (co_f if axis == "o_block" else h_f) % 2 == 0]
 
 
-# Tile-loop order of the reference schedule, outermost first: batch, rows,
-# output channels, columns (the store point), then the reduction (input-channel
-# blocks and the filter window, which is never split) -- the loop order of TVM's
-# VTA conv2d schedule (x_bo, x_i0, x_co0, x_j0; groups outermost).
-REFERENCE_ORDER = ("g", "b_block", "oh", "n", "o_block", "ow", "i_block", "r", "s")
+def reference_order(blocks: dict[str, str]) -> tuple[str, ...]:
+    """Tile-loop order of the reference schedule, outermost first: batch, rows, output channels, columns (the
+    store point), then the reduction (input-channel blocks and the filter window, which is never split) -- the
+    loop order of TVM's VTA conv2d schedule (x_bo, x_i0, x_co0, x_j0; groups outermost).  `blocks` names the
+    block loop of each core axis (`core_block_dims`)."""
+    return ("g", blocks.get("BATCH", "n"), "oh", "n", blocks.get("BLOCK_OUT"), "ow", blocks.get("BLOCK_IN"), "r", "s")
+
+
+def core_block_dims(nest: LoopNest, spec: HwSpec, embedding: Embedding) -> dict[str, str]:
+    """The schedule dim of the blocks of each GEMM-core axis the pattern has ("BLOCK_OUT" -> "o_block" for the
+    VTA pattern's acc[b, o]): the reference strategy knows the core's axes, not the pattern's names for them."""
+    pattern = embedding_model.pattern_named(spec, embedding.pattern)
+    return {symbol: embedding.group(axis).block_dim for symbol in ("BATCH", "BLOCK_IN", "BLOCK_OUT")
+            if (axis := pattern.axis_of(symbol)) is not None}
 
 
 def reference_schedule(nest: LoopNest, spec: HwSpec, tile: ReferenceTile) -> Schedule:
@@ -222,17 +232,20 @@ def reference_schedule(nest: LoopNest, spec: HwSpec, tile: ReferenceTile) -> Sch
     With two threads the code generator double-buffers every reloaded
     operand (the threads' alternation); the filter window is never split,
     and groups run one at a time (TVM's grouped schedule walks the output
-    channel blocks of all groups in turn).
+    channel blocks of all groups in turn).  A pattern without a BATCH axis
+    leaves the batch dim n a loop, tiled as the batch blocks would be.
     """
     embedding = reference_embedding(nest, spec)
+    blocks = core_block_dims(nest, spec, embedding)
     b, h, w, ci, co = tile.thread_tile
-    factors = {"g": 1, "b_block": b, "i_block": ci, "o_block": co}  # one group at a time, as TVM's co blocks
+    factors = {"g": 1, blocks.get("BATCH", "n"): b, blocks["BLOCK_IN"]: ci, blocks["BLOCK_OUT"]: co}
     if _is_conv(nest):
         factors.update(oh=h, ow=w)
     else:
         factors.update(n=h)  # the GEMM's n columns are the rule's rows
     extents = schedule_dims(nest, embedding)
     tiles = {dim: factors.get(dim, extent) for dim, extent in extents.items()}
-    order = tuple(dim for dim in REFERENCE_ORDER if dim in extents)
-    thread_dim = {"o_block": "o_block", "oh": "oh" if _is_conv(nest) else "n", "g": "g", None: None}[tile.thread_axis]
+    order = tuple(dict.fromkeys(dim for dim in reference_order(blocks) if dim in extents))
+    thread_dim = {"o_block": blocks["BLOCK_OUT"], "oh": "oh" if _is_conv(nest) else "n", "g": "g",
+                  None: None}[tile.thread_axis]
     return Schedule(embedding, tiles, order, thread_dim)

@@ -32,6 +32,7 @@ def list_embeddings_command(op_name: str, shape: str, hw: str, as_json: bool, ti
             "operator": op_name, "shape": shape, "hw": spec.name,
             "nests": [{"nest": result.nest.name, "pattern": result.pattern, "macs": result.nest.macs,
                        "dataflow_nodes": result.dataflow_nodes, "stats": result.stats.as_dict(),
+                       "skipped_patterns": result.skipped,
                        "embeddings": [item.as_dict() for item in result.ranked]} for result in results],
         }, indent=2))
         return
@@ -40,6 +41,8 @@ def list_embeddings_command(op_name: str, shape: str, hw: str, as_json: bool, ti
         click.echo(f"{result.nest.name} on {spec.name}, best pattern {result.pattern} of "
                    f"{result.dataflow_nodes['patterns']} hosting: {result.nest.macs} MACs, "
                    f"dataflow nodes {result.dataflow_nodes['operator']} (operator)")
+        if result.skipped:
+            click.echo("skipped patterns: " + "; ".join(f"{name}: {reason}" for name, reason in result.skipped.items()))
         optimum = "" if stats.objective is None else (f", optimum {stats.objective:.0f} cycles (bound {stats.best_bound:.0f}), "
                                                       f"listing all within {stats.within}x")
         click.echo(f"solver: {stats.variables} variables, {stats.constraints} constraints, {stats.solutions} solutions, "

@@ -40,7 +40,7 @@ from embedder.errors import InfeasibleError
 from embedder.hw.config import ALU_IMM_BITS
 from embedder.ops.alu import IMMEDIATE, AluNest
 from embedder.ops.ir import LoopNest
-from embedder.patterns import Pattern, load_patterns
+from embedder.patterns import Pattern
 
 SEED = 0
 WORKERS = 1  # enumeration needs a single worker; it also makes the order reproducible
@@ -141,6 +141,7 @@ class EnumerationResult:
     stats: SolverStats
     # "operator": nodes of the operator's dataflow graph; "patterns": how many patterns could host it
     dataflow_nodes: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # pattern -> why it cannot host the operator
 
     @property
     def best(self) -> RankedEmbedding:
@@ -163,14 +164,14 @@ def hosting_reason(nest: LoopNest, pattern: Pattern) -> str | None:
         return "the FPGA design lacks the instruction (fpga = false)"
     if _kind(nest) != _kind(pattern.nest):
         return f"it computes {_kind(pattern.nest)}, the operator {_kind(nest)}"
-    for access in pattern.nest.accesses:
-        if access.tensor == IMMEDIATE:
-            continue
-        for expr in access.index:
-            if len(expr.terms) != 1 or expr.terms[0][1] != 1:
-                return (f"operand {access.tensor}'s index '{' + '.join(f'{c}*{d}' for d, c in expr.terms) or expr.offset}' "
-                        f"is not one lane axis: a memory element's lanes must form a grid")
+    # The loader has proven every pattern against its instruction (embedder.patterns.check): each operand index
+    # is one lane dim per element position, so the kind of computation is all that can disagree.
     return None
+
+
+def pattern_named(spec, name: str) -> Pattern:
+    """The spec's pattern of that name."""
+    return next(pattern for pattern in spec.patterns if pattern.name == name)
 
 
 def select_pattern(nest: LoopNest, patterns: list[Pattern]) -> Pattern:
@@ -217,7 +218,7 @@ def build_embedding(nest: LoopNest, pattern: Pattern, mapping: dict[str, str], a
     in_lanes = {dim for group in groups for dim in group.dims}
     loops = tuple(dim.name for dim in nest.dims if dim.name not in in_lanes)
     return Embedding(pattern.name, operand_map, tuple(groups), loops, operand_axes=pattern.operand_axes(),
-                     rewrites=tuple(rewrites))
+                     reduction_axes=pattern.reduction_axes, rewrites=tuple(rewrites))
 
 
 def _operand_bytes(pattern: Pattern, operand: str, config) -> int:
@@ -274,7 +275,8 @@ def reference_assignment(nest: LoopNest, pattern: Pattern, keep_unit_dims: bool 
                          ) -> tuple[dict[str, str], dict[str, tuple[str, ...]]] | None:
     """The fixed reference embedding, when the operator has one.
 
-    conv2d: inp <- data, BATCH <- n, BLOCK_IN <- c, BLOCK_OUT <- k; GEMM
+    conv2d: inp <- data, BATCH <- n, BLOCK_IN <- c, BLOCK_OUT <- k (the pattern's dims on those core axes,
+    `Pattern.axis_of`); GEMM
     (C = A B): wgt <- A, BLOCK_OUT <- m, BLOCK_IN <- k; ALU operators over
     n x c x ...: BATCH <- n, BLOCK_OUT <- c.  Size-1 dims stay loops (as the
     solver leaves them) unless `keep_unit_dims`, as the baseline's NCHWnc
@@ -282,24 +284,26 @@ def reference_assignment(nest: LoopNest, pattern: Pattern, keep_unit_dims: bool 
     """
     sizes = nest.sizes
     if isinstance(nest, AluNest):
-        wanted, factor_buffer = {"b": ("n",), "o": ("c",)}, None
+        wanted, factor_buffer = {"BATCH": ("n",), "BLOCK_OUT": ("c",)}, None
     elif nest.name == "conv2d":
-        wanted, factor_buffer = {"b": ("n",), "i": ("c",), "o": ("k",)}, "inp"  # data in the input buffer
+        wanted, factor_buffer = {"BATCH": ("n",), "BLOCK_IN": ("c",), "BLOCK_OUT": ("k",)}, "inp"  # data in inp
     elif nest.name == "gemm":
-        wanted, factor_buffer = {"o": ("m",), "i": ("k",)}, "wgt"  # A in the weight buffer
+        wanted, factor_buffer = {"BLOCK_OUT": ("m",), "BLOCK_IN": ("k",)}, "wgt"  # A in the weight buffer
     else:
         return None
     mapping = {role: role for role in ROLES}
     if factor_buffer is not None and pattern.operands[pattern.nest.lhs.tensor].buffer != factor_buffer:
         mapping = {"out": "out", "lhs": "rhs", "rhs": "lhs"}  # the operator's lhs is the pattern's rhs
-    if not set(wanted) <= set(pattern.lane_axes) or not all(d in sizes for dims in wanted.values() for d in dims):
+    if not all(d in sizes for dims in wanted.values() for d in dims):
         return None
-    return mapping, {axis: tuple(d for d in dims if keep_unit_dims or sizes[d] > 1) for axis, dims in wanted.items()}
+    # A core axis the pattern leaves out (one lane: a GEMV view has no BATCH) leaves its dims as loops.
+    return mapping, {pattern.axis_of(symbol): tuple(d for d in dims if keep_unit_dims or sizes[d] > 1)
+                     for symbol, dims in wanted.items() if pattern.axis_of(symbol) is not None}
 
 
 def reference_embedding(nest: LoopNest, spec, pattern: Pattern | None = None, keep_unit_dims: bool = False) -> Embedding | None:
     """The fixed reference embedding (`reference_assignment`) of `nest`, None when it has none."""
-    pattern = pattern or select_pattern(nest, load_patterns(spec))
+    pattern = pattern or select_pattern(nest, spec.patterns)
     reference = reference_assignment(nest, pattern, keep_unit_dims)
     return None if reference is None else build_embedding(nest, pattern, *reference)
 
@@ -452,7 +456,7 @@ def enumerate_embeddings(nest: LoopNest, spec, time_limit: float = 5.0, max_solu
     """Every distinct embedding within `within` of the optimum, over every hosting pattern (or `pattern`), best first."""
     if pattern is not None and (reason := hosting_reason(nest, pattern)) is not None:
         raise InfeasibleError(f"{nest.name}: pattern {pattern.name} cannot host it: {reason}")
-    patterns = [pattern] if pattern is not None else hosting_patterns(nest, load_patterns(spec))
+    patterns = [pattern] if pattern is not None else hosting_patterns(nest, spec.patterns)
     _check_solvable(nest)
     start = time.perf_counter()
     deadline = start + time_limit
@@ -486,8 +490,10 @@ def enumerate_embeddings(nest: LoopNest, spec, time_limit: float = 5.0, max_solu
         status=_overall_status(solved), capped=len(found) >= max_solutions,
         objective=None if best_objective is None else best_objective / SCALE,
         best_bound=None if best_bound is None else best_bound / SCALE, within=within)
+    skipped = {} if pattern is not None else {
+        other.name: reason for other in spec.patterns if (reason := hosting_reason(nest, other)) is not None}
     return EnumerationResult(nest, ranked[0].embedding.pattern, _merge_twins(nest, ranked), stats,
-                             {"operator": op_graph.number_of_nodes(), "patterns": len(patterns)})
+                             {"operator": op_graph.number_of_nodes(), "patterns": len(patterns)}, skipped)
 
 
 def _overall_status(solved: list[_Solved]) -> str:

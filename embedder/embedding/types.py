@@ -16,7 +16,7 @@ and loops meet in one index expression (im2col), zero where padding.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from math import ceil, gcd, prod
 
 import numpy as np
@@ -24,14 +24,11 @@ import numpy as np
 from embedder.embedding.rewrite import Rewrite, Unit, rewrite_nest
 from embedder.ops.ir import Affine, LoopNest
 
-# Lane axes of the GEMM pattern and the pattern operands each one indexes.
-PATTERN_OPERAND_AXES = {"acc": ("b", "o"), "inp": ("b", "i"), "wgt": ("o", "i")}
-
 
 @dataclass(frozen=True)
 class LaneGroup:
-    axis: str  # pattern lane axis: "b", "i" or "o"
-    lanes: int  # BATCH, BLOCK_IN or BLOCK_OUT
+    axis: str  # pattern lane axis (a dim of the pattern's statement)
+    lanes: int  # its lane count: BATCH, BLOCK_IN or BLOCK_OUT
     dims: tuple[str, ...]  # operator dims flattened into the lanes, outermost first
     sizes: tuple[int, ...]
 
@@ -79,9 +76,9 @@ class TensorLayout:
     """DRAM layout of one operand: a row-major grid of memory elements of lane shape `lane_axes`."""
 
     tensor: str
-    operand: str  # pattern operand: acc, inp or wgt
+    operand: str  # the pattern operand's instruction slot: acc, inp or wgt (GEMM), acc or src (ALU)
     grid: tuple[GridAxis, ...]
-    lane_axes: tuple[str, ...]  # e.g. ("b", "i") for inp
+    lane_axes: tuple[str, ...]  # the pattern dims of its memory element, outermost first
     replication: float  # elements stored per distinct operator element (im2col > 1)
 
     @property
@@ -96,12 +93,11 @@ class TensorLayout:
 @dataclass(frozen=True)
 class Embedding:
     pattern: str
-    operand_map: dict[str, str]  # pattern operand -> operator tensor
+    operand_map: dict[str, str]  # pattern operand (by slot) -> operator tensor
     groups: tuple[LaneGroup, ...]  # one per pattern lane axis
     loop_dims: tuple[str, ...]  # operator dims iterated around the instruction
-    # pattern operand -> its lane axes, for patterns other than GEMM (ALU: acc/src -> (b, o));
-    # operands not listed use PATTERN_OPERAND_AXES
-    operand_axes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    operand_axes: dict[str, tuple[str, ...]]  # pattern operand -> the lane axes of its element (Pattern.operand_axes)
+    reduction_axes: frozenset[str] = frozenset()  # lane axes the instruction sums over (Pattern.reduction_axes)
     # rewrites of the operator's nest the groups and loops refer to (`embedder.embedding.rewrite`)
     rewrites: tuple[Rewrite, ...] = ()
 
@@ -111,7 +107,7 @@ class Embedding:
 
     def axes_of(self, operand: str) -> tuple[str, ...]:
         """Lane axes of one pattern operand's memory element."""
-        return self.operand_axes[operand] if operand in self.operand_axes else PATTERN_OPERAND_AXES[operand]
+        return self.operand_axes[operand]
 
     def group(self, axis: str) -> LaneGroup:
         return next(group for group in self.groups if group.axis == axis)
@@ -152,7 +148,7 @@ def tensor_layout(nest: LoopNest, embedding: Embedding, operand: str) -> TensorL
     """Derive the element grid of one pattern operand.
 
     Grid axes, outermost first: the block loop of each lane group the operand
-    uses (in the order of `PATTERN_OPERAND_AXES`), then one axis per tensor
+    uses (in the order of its lane axes), then one axis per tensor
     index expression that has loop dimensions.  Such an axis is addressed by
     the loop part of the expression divided by the gcd of its coefficients,
     so oh*stride + r*dilation (both loops) becomes one row axis shared by all

@@ -34,6 +34,8 @@ A mismatch is an error row: no figure is reported for a wrong program.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import replace
 
 from embedder.baselines import compile_baselines, untuned_baseline
@@ -68,8 +70,7 @@ def resized(embedding: Embedding, nest: LoopNest) -> Embedding:
     """The same embedding (rewrites, operand map, lane dims, loops) on an operator of other sizes."""
     sizes = embedding.embedded(nest).sizes
     groups = tuple(LaneGroup(g.axis, g.lanes, g.dims, tuple(sizes[d] for d in g.dims)) for g in embedding.groups)
-    return Embedding(embedding.pattern, dict(embedding.operand_map), groups, embedding.loop_dims,
-                     dict(embedding.operand_axes), embedding.rewrites)
+    return dataclasses.replace(embedding, groups=groups)
 
 
 def _verify(operator, program: CompiledProgram, spec: HwSpec, who: str, timed_cycles: int | None) -> None:

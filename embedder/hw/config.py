@@ -41,6 +41,11 @@ ALU_IMM_BITS = 16
 INSN_BITS = 128
 UOP_BITS = 32
 
+# Lane positions of one memory element of each on-chip buffer, outermost first (hw_spec.h:
+# inp[BATCH][BLOCK_IN], wgt[BLOCK_OUT][BLOCK_IN], acc[BATCH][BLOCK_OUT]); the symbols are
+# those a pattern file sizes its dims with.
+ELEMENT_AXES = {"inp": ("BATCH", "BLOCK_IN"), "wgt": ("BLOCK_OUT", "BLOCK_IN"), "acc": ("BATCH", "BLOCK_OUT")}
+
 
 @dataclass(frozen=True)
 class BitField:
@@ -132,6 +137,10 @@ class HwConfig:
     @property
     def block_out(self) -> int:
         return 1 << self.LOG_BLOCK_OUT
+
+    def lane_count(self, symbol: str) -> int:
+        """Lanes of a GEMM-core axis by its symbol: BATCH, BLOCK_IN or BLOCK_OUT."""
+        return {"BATCH": self.batch, "BLOCK_IN": self.block_in, "BLOCK_OUT": self.block_out}[symbol]
 
     @property
     def macs_per_cycle(self) -> int:
@@ -374,6 +383,13 @@ class HwConfig:
         if self.acc_width != 32:  # the simulator, code generator and numpy reference all wrap at 32 bits
             raise SpecError(f"LOG_ACC_WIDTH = {self.LOG_ACC_WIDTH}: only 32-bit accumulators are supported "
                             f"(LOG_ACC_WIDTH = 5)")
+
+    def device_key(self, target: str = "pynq") -> str:
+        """TVM's device string: {target}_{BATCH}x{BLOCK}_i{inp}w{wgt}a{acc}_{log2 bytes of uop, inp, wgt, acc buffers}
+        (TopHub's record key, pynq_1x16_i8w8a32_15_15_18_17); an asymmetric block is {BLOCK_IN}x{BLOCK_OUT}."""
+        block = self.block_in if self.block_in == self.block_out else f"{self.block_in}x{self.block_out}"
+        return (f"{target}_{self.batch}x{block}_i{self.inp_width}w{self.wgt_width}a{self.acc_width}_"
+                f"{self.LOG_UOP_BUFF_SIZE}_{self.LOG_INP_BUFF_SIZE}_{self.LOG_WGT_BUFF_SIZE}_{self.LOG_ACC_BUFF_SIZE}")
 
     def log_keys(self) -> dict[str, int]:
         """The LOG_* keys as written in a bundle's `hw` object and in upstream vta_config.json: a square

@@ -3,7 +3,9 @@
 A spec file holds the LOG_* configuration keys (`[hw]`), the cycle-model
 constants (`[timing]`) and the instruction pattern files that describe the
 ISA as dataflow (`patterns`).  It is validated against `spec_schema.json`;
-an error names the file and the offending field.
+an error names the file and the offending field.  The patterns load with the
+spec, each checked against its instruction on the simulator
+(`embedder.patterns.check`): a spec that loads has only patterns VTA computes.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import dataclasses
 import hashlib
 import json
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -19,8 +21,18 @@ import jsonschema
 
 from embedder.errors import SpecError
 from embedder.hw.config import HwConfig
+from embedder.patterns import load_patterns
 
 DEFAULT_SPEC = "pynq_1x16x16"
+
+# Upstream VTA targets (apache/tvm-vta config/pkg_config.py): LOG_BUS_WIDTH of each board's AXI port, and the
+# spec whose timing constants stand for the board.  pkg_config.py gives sim, tsim and intelfocl the Pynq
+# parameters; DE10-Nano has Pynq's 64-bit bus and 100 MHz clock; ZCU104 has Ultra96's 128-bit bus and 333 MHz.
+TARGET_DEFAULTS = {
+    "pynq": (6, "pynq_1x16x16"), "sim": (6, "pynq_1x16x16"), "tsim": (6, "pynq_1x16x16"),
+    "intelfocl": (6, "pynq_1x16x16"), "de10nano": (6, "pynq_1x16x16"),
+    "ultra96": (7, "ultra96_1x16x16"), "zcu104": (7, "ultra96_1x16x16"),
+}
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,8 @@ class HwSpec:
     timing: TimingModel
     pattern_files: tuple[Path, ...]
     path: Path
+    # The instruction patterns, parsed and checked against their instructions once, as the spec loads.
+    patterns: tuple = field(default=(), compare=False)
 
     def fingerprint(self) -> str:
         """A digest of what decides programs and cycles: configuration, timing constants, pattern files.
@@ -78,8 +92,8 @@ def available_specs() -> list[str]:
     return sorted(path.stem for path in specs_dir().glob("*.toml"))
 
 
-def _schema() -> dict:
-    return json.loads(resources.files("embedder.hw").joinpath("spec_schema.json").read_text())
+def _schema(name: str) -> dict:
+    return json.loads(resources.files("embedder.hw").joinpath(name).read_text())
 
 
 def _field_path(error: jsonschema.ValidationError) -> str:
@@ -87,9 +101,9 @@ def _field_path(error: jsonschema.ValidationError) -> str:
 
 
 def resolve_spec_path(name_or_path: str | Path) -> Path:
-    """A spec given by name (`pynq_1x16x16`) or by path to a .toml file."""
+    """A spec given by name (`pynq_1x16x16`) or by path to a .toml file or an upstream vta_config.json."""
     candidate = Path(name_or_path)
-    if candidate.suffix == ".toml" or candidate.exists():
+    if candidate.suffix in (".toml", ".json") or candidate.exists():
         if not candidate.is_file():
             raise SpecError(f"{candidate}: no such spec file")
         return candidate
@@ -99,20 +113,32 @@ def resolve_spec_path(name_or_path: str | Path) -> Path:
     return named
 
 
-def load_spec(name_or_path: str | Path = DEFAULT_SPEC) -> HwSpec:
-    path = resolve_spec_path(name_or_path)
+def _read_text(path: Path) -> str:
     try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
+        return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
         raise SpecError(f"{path}: not UTF-8 text (byte {error.start})") from None
     except OSError as error:
         raise SpecError(f"{path}: cannot read the spec: {error.strerror}") from None
+
+
+def _validate(document, schema_file: str, path: Path) -> None:
+    errors = sorted(jsonschema.Draft202012Validator(_schema(schema_file)).iter_errors(document),
+                    key=lambda e: list(e.absolute_path))
+    if errors:
+        raise SpecError(f"{path}: field '{_field_path(errors[0])}': {errors[0].message}")
+
+
+def load_spec(name_or_path: str | Path = DEFAULT_SPEC) -> HwSpec:
+    """A hardware spec by name or file; a .json file is an upstream vta_config.json (`load_vta_config`)."""
+    path = resolve_spec_path(name_or_path)
+    if path.suffix == ".json":
+        return load_vta_config(path)
+    try:
+        document = tomllib.loads(_read_text(path))
     except tomllib.TOMLDecodeError as error:
         raise SpecError(f"{path}: not valid TOML: {error}") from None
-    errors = sorted(jsonschema.Draft202012Validator(_schema()).iter_errors(document), key=lambda e: list(e.absolute_path))
-    if errors:
-        first = errors[0]
-        raise SpecError(f"{path}: field '{_field_path(first)}': {first.message}")
+    _validate(document, "spec_schema.json", path)
     try:
         config = HwConfig.from_log_keys(document["hw"], name=document["name"])
     except SpecError as error:
@@ -134,4 +160,35 @@ def load_spec(name_or_path: str | Path = DEFAULT_SPEC) -> HwSpec:
         timing=TimingModel(**document["timing"]),
         pattern_files=tuple(pattern_files),
         path=path,
+        patterns=load_patterns(tuple(pattern_files), config),
+    )
+
+
+def load_vta_config(path: Path) -> HwSpec:
+    """A spec from TVM's vta_config.json: its LOG_* keys; the bus width and timing constants its TARGET's
+    (`TARGET_DEFAULTS`), named in the description, which the CLI reports."""
+    try:
+        document = json.loads(_read_text(path))
+    except json.JSONDecodeError as error:
+        raise SpecError(f"{path}: not valid JSON: {error}") from None
+    _validate(document, "vta_config_schema.json", path)
+    target = document["TARGET"]
+    log_bus_width, timing_spec = TARGET_DEFAULTS[target]
+    keys = {key: value for key, value in document.items() if key.startswith("LOG_")}
+    try:
+        config = HwConfig.from_log_keys({**keys, "LOG_BUS_WIDTH": log_bus_width}, name=path.stem)
+    except SpecError as error:
+        raise SpecError(f"{path}: {error}") from None
+    base = load_spec(timing_spec)
+    name = config.device_key(target)
+    return HwSpec(
+        name=name,
+        description=(f"{path}: upstream vta_config.json (TARGET {target}, HW_VER {document['HW_VER']}) as {name}; "
+                     f"{target}'s {8 << (log_bus_width - 3)}-bit bus, timing constants of spec {base.name}, "
+                     f"instruction patterns of spec {base.name}"),
+        config=config,
+        timing=base.timing,
+        pattern_files=base.pattern_files,
+        path=path,
+        patterns=load_patterns(base.pattern_files, config),
     )

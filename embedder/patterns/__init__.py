@@ -12,6 +12,15 @@ A pattern file holds `[[pattern]]` tables:
     operands    tensor -> {buffer = acc|inp|wgt, access = read|write|read_write}
     fpga        optional, false when the FPGA design lacks the instruction
 
+Every pattern is checked against its instruction as it loads (`check`): its
+operands are bound to the instruction's slots by buffer and access, its
+indices to the lanes of the buffers' memory elements, and one micro-op on the
+simulator must compute its statement.  The loaded pattern names its operands
+by slot (acc, inp, wgt for GEMM; acc, src for ALU) -- `written_as` keeps the
+file's names -- so the rest of the compiler never depends on what a file
+calls them; its dims keep the file's names, and `axis_of` finds the dim on
+each GEMM-core axis.
+
 The statement is parsed into the operator IR (`LoopNest`, or `AluNest` for
 ALU statements), so patterns and operators expand into scalar dataflow by the
 same code.  Files are validated against `pattern_schema.json`; every error
@@ -20,11 +29,11 @@ names the file and the field.  A new pattern or core shape needs a new file
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import tomllib
 from dataclasses import dataclass
-from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -32,6 +41,7 @@ import jsonschema
 
 from embedder.errors import SpecError
 from embedder.hw.config import HwConfig
+from embedder.patterns.check import bind_slots, check_codegen_form, check_execution, check_lanes, element_positions
 from embedder.ops.alu import ALU_OPS, IMMEDIATE, AluNest, immediate_access
 from embedder.ops.ir import Access, Affine, Dim, LoopNest
 
@@ -64,10 +74,20 @@ class Pattern:
     name: str
     instruction: str  # GEMM or ALU
     alu_opcode: str | None
-    nest: LoopNest  # an AluNest for ALU patterns; dim sizes are lane counts
-    operands: dict[str, Operand]
+    nest: LoopNest  # an AluNest for ALU patterns; dim sizes are lane counts; tensors named by slot
+    operands: dict[str, Operand]  # by slot
     fpga: bool
     source: Path
+    written_as: dict[str, str]  # slot -> the operand's name in the file
+    lane_symbols: dict[str, str]  # dim -> the GEMM-core axis (BATCH, BLOCK_IN, BLOCK_OUT) its lanes are
+
+    def axis_of(self, symbol: str) -> str | None:
+        """The dim whose lanes are the core's `symbol` axis; None when the pattern leaves it out (one lane)."""
+        return next((dim for dim, each in self.lane_symbols.items() if each == symbol), None)
+
+    @property
+    def reduction_axes(self) -> frozenset[str]:
+        return frozenset(dim.name for dim in self.nest.dims if dim.reduction)
 
     @property
     def lane_axes(self) -> dict[str, int]:
@@ -143,8 +163,7 @@ def _dims(sizes: dict[str, int], out: Access) -> tuple[Dim, ...]:
 
 
 def _resolve_size(value: int | str, config: HwConfig) -> int:
-    return value if isinstance(value, int) else {"BATCH": config.batch, "BLOCK_IN": config.block_in,
-                                                  "BLOCK_OUT": config.block_out}[value]
+    return value if isinstance(value, int) else config.lane_count(value)
 
 
 def _schema() -> dict:
@@ -176,9 +195,34 @@ def load_pattern_file(path: Path, config: HwConfig) -> list[Pattern]:
                             f"{'op(...)' if entry['instruction'] == 'ALU' else '+= ... * ...'} statement")
         if is_alu and nest.op != entry["alu_opcode"].lower():
             raise SpecError(f"{where}: statement op '{nest.op}' does not match alu_opcode {entry['alu_opcode']}")
-        patterns.append(Pattern(entry["name"], entry["instruction"], entry.get("alu_opcode"), nest, operands,
-                                entry.get("fpga", True), Path(path)))
+        patterns.append(_checked(entry, nest, operands, config, Path(path)))
     return patterns
+
+
+def _checked(entry: dict, nest: LoopNest, operands: dict[str, Operand], config: HwConfig, path: Path) -> Pattern:
+    """The pattern once `check` has proven it against its instruction, its operands renamed to their slots."""
+    instruction = entry["instruction"]
+    try:
+        slots = bind_slots(nest, {tensor: operand.buffer for tensor, operand in operands.items()}, instruction)
+        check_lanes(nest, slots, instruction, config)
+        check_execution(nest, slots, instruction, entry.get("alu_opcode"), config)
+        check_codegen_form(nest, slots, instruction, config)
+    except SpecError as error:
+        raise SpecError(f"{path}: pattern '{entry['name']}': {error}") from None
+    renamed = dataclasses.replace(nest, **{role: _renamed(access, slots) for role, access in
+                                           zip(("output", "lhs", "rhs"), nest.accesses)})
+    lane_symbols = {}
+    for access in renamed.accesses:
+        if access.tensor != IMMEDIATE:
+            symbols = element_positions(access.tensor, len(access.index), instruction, config, access.tensor)
+            lane_symbols.update({part.dims[0]: symbol for part, symbol in zip(access.index, symbols)})
+    return Pattern(entry["name"], instruction, entry.get("alu_opcode"), renamed,
+                   {slots[t]: dataclasses.replace(operand, tensor=slots[t]) for t, operand in operands.items()},
+                   entry.get("fpga", True), path, {slot: tensor for tensor, slot in slots.items()}, lane_symbols)
+
+
+def _renamed(access: Access, slots: dict[str, str]) -> Access:
+    return access if access.tensor == IMMEDIATE else dataclasses.replace(access, tensor=slots[access.tensor])
 
 
 def _check_operands(entry: dict, nest: LoopNest, operands: dict[str, Operand], where: str) -> None:
@@ -195,31 +239,15 @@ def _check_operands(entry: dict, nest: LoopNest, operands: dict[str, Operand], w
         raise SpecError(f"{where}: output '{out.tensor}' accumulates, so its access must be read_write")
 
 
-def load_patterns(spec) -> list[Pattern]:
-    """Every pattern of a hardware spec (`HwSpec.pattern_files`), names unique across files.
-
-    Parsed and validated once per spec and version of its files (modification time and size): the
-    stages ask for the patterns of one spec many times (the reference rule once per admitted tile).
-    """
-    try:
-        versions = tuple((path, path.stat().st_mtime_ns, path.stat().st_size) for path in spec.pattern_files)
-    except OSError:  # a missing file: the uncached load names it
-        return _parse_patterns(spec)
-    return list(_cached_patterns(spec, versions))
-
-
-@lru_cache(maxsize=32)
-def _cached_patterns(spec, versions) -> tuple[Pattern, ...]:
-    return tuple(_parse_patterns(spec))
-
-
-def _parse_patterns(spec) -> list[Pattern]:
+def load_patterns(pattern_files: tuple[Path, ...], config: HwConfig) -> tuple[Pattern, ...]:
+    """Every pattern of a spec's pattern files, each checked against its instruction; names unique across files.
+    `load_spec` calls this once and keeps the result in `HwSpec.patterns`."""
     patterns: list[Pattern] = []
     seen: dict[str, Path] = {}
-    for path in spec.pattern_files:
-        for pattern in load_pattern_file(path, spec.config):
+    for path in pattern_files:
+        for pattern in load_pattern_file(path, config):
             if pattern.name in seen:
                 raise SpecError(f"{path}: pattern '{pattern.name}' is already defined in {seen[pattern.name]}")
             seen[pattern.name] = path
             patterns.append(pattern)
-    return patterns
+    return tuple(patterns)

@@ -2,7 +2,7 @@
 
 An embedding leaves a loop nest over its *schedule dims*: the operator dims
 in `embedding.loop_dims` plus one block loop per lane group
-(`"b_block"`, `"i_block"`, `"o_block"`, extent `LaneGroup.blocks`).  A
+(`LaneGroup.block_dim`, "<axis>_block", extent `LaneGroup.blocks`).  A
 schedule tiles every schedule dim: the program walks the tile steps in
 `order` (outermost first) and each step runs the GEMMs of one tile, whose
 operand footprints sit in the on-chip buffers.
@@ -15,7 +15,7 @@ operand footprints sit in the on-chip buffers.
   buffer; the baseline passes its per-thread tile here (design.md: the two
   threads split h_f or co_f).
 * `order` lists every schedule dim once, outermost tile loop first.
-  Reduction dims (`i_block` and reduction loop dims) that take more than
+  Reduction dims (the block loops of reduction lane axes and reduction loop dims) that take more than
   one tile must come after every parallel dim that takes more than one tile
   (an accumulator tile is finished before the next one starts).
 * `virtual_threads` names the dim the two virtual threads split (reported
@@ -48,6 +48,8 @@ def schedule_dims(nest: LoopNest, embedding: Embedding) -> dict[str, int]:
 
 
 def reduction_dims(nest: LoopNest, embedding: Embedding) -> frozenset[str]:
-    """Schedule dims summed over: the operator's reduction loop dims and the block loop of the i lanes (GEMM)."""
+    """Schedule dims summed over: the operator's reduction loop dims and the block loops of the pattern's
+    reduction axes (the GEMM's BLOCK_IN lanes)."""
     reductions = {dim.name for dim in nest.dims if dim.reduction and dim.name in embedding.loop_dims}
-    return frozenset(reductions | {group.block_dim for group in embedding.groups if group.axis == "i"})
+    return frozenset(reductions | {group.block_dim for group in embedding.groups
+                                   if group.axis in embedding.reduction_axes})

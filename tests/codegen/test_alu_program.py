@@ -15,7 +15,7 @@ from embedder.codegen.alu_program import compile_alu_schedule
 from embedder.codegen.image import build_bundle, read_output
 from embedder.embedding.model import enumerate_embeddings
 from embedder.errors import InfeasibleError, OperatorError
-from embedder.hw.spec import HwSpec, load_spec
+from embedder.hw.spec import load_spec
 from embedder.isa.instructions import Alu, AluOp, Load, MemType
 from embedder.measure import run_and_verify
 from embedder.ops.alu import ElementwiseAdd, MaxPool, Relu, Requantize, alu_operator_reference
@@ -141,7 +141,7 @@ def test_an_acc_buffer_too_small_for_any_tile_is_named():
     """Max-pool needs an output and a data element in acc: a one-element acc buffer cannot hold them."""
     base = load_spec("pynq_1x16x16")
     config = dataclasses.replace(base.config, LOG_ACC_BUFF_SIZE=6, name="tiny")
-    spec = HwSpec("tiny", "", config, base.timing, base.pattern_files, base.path)
+    spec = dataclasses.replace(base, name="tiny", config=config)
     kernel = alu_kernel(MaxPool(1, 16, 4, 4, 2, 2))
     embedding = enumerate_embeddings(kernel.nest, spec).reference.embedding
     with pytest.raises(InfeasibleError, match=r"exceed the acc buffer \(1\)"):

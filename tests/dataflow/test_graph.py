@@ -4,7 +4,6 @@ from embedder.hw.spec import load_spec
 from embedder.ops.conv2d import Conv2d
 from embedder.ops.gemm import Gemm
 from embedder.ops.parse import operator_nests, parse_operator
-from embedder.patterns import load_patterns
 
 
 def test_graph_size_does_not_grow_with_the_operator():
@@ -50,5 +49,5 @@ def test_the_roles_each_dim_moves_are_read_from_the_graph():
     assert roles["g"] == {"out", "lhs", "rhs"} and roles["n"] == {"out", "lhs"}
     (pool,) = operator_nests(parse_operator("maxpool", "c=4,h=8,w=8,r=2,s=2"))
     assert moving_roles(pool)["r"] == {"rhs"}
-    gemm = next(p for p in load_patterns(load_spec("pynq_2x16x16")) if p.name == "gemm")
+    gemm = next(p for p in load_spec("pynq_2x16x16").patterns if p.name == "gemm")
     assert moving_roles(gemm.nest) == {"b": {"out", "lhs"}, "i": {"lhs", "rhs"}, "o": {"out", "rhs"}}

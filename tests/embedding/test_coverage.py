@@ -3,6 +3,7 @@ from math import prod
 
 import numpy as np
 from hypothesis import given, settings, strategies as st
+from abstract_patterns import abstract_gemm
 from strategies import small_convs
 
 from embedder.embedding.execute import coverage, execute, random_tensors, reference
@@ -10,24 +11,12 @@ from embedder.embedding.model import enumerate_embeddings, select_pattern
 from embedder.hw.spec import load_spec
 from embedder.ops.gemm import Gemm
 from embedder.ops.parse import operator_nests, parse_operator
-from embedder.patterns import load_pattern_file, load_patterns
 
 SPEC = load_spec("pynq_2x16x16")
-SMALL_CORE = """
-[[pattern]]
-name = "gemm_2x4x3"
-instruction = "GEMM"
-statement = "acc[b, o] += inp[b, i] * wgt[o, i]"
-dims = { b = 2, i = 4, o = 3 }
-operands = { acc = { buffer = "acc", access = "read_write" }, inp = { buffer = "inp", access = "read" }, wgt = { buffer = "wgt", access = "read" } }
-"""
 
 
-def small_core(tmp_path_factory):
-    path = tmp_path_factory.mktemp("patterns") / "small.toml"
-    path.write_text(SMALL_CORE)
-    (pattern,) = load_pattern_file(path, SPEC.config)
-    return pattern
+def small_core(_tmp_path_factory):
+    return abstract_gemm("gemm_2x4x3", "acc[b, o] += inp[b, i] * wgt[o, i]", {"b": 2, "i": 4, "o": 3})
 
 
 def check_all(nest, pattern, spec=SPEC, seed=0):
@@ -61,7 +50,7 @@ def test_conv_embeddings_cover_every_mac_once(conv, seed, tmp_path_factory):
 @given(conv=convs())
 def test_conv_embeddings_on_the_vta_core(conv):
     nest = conv.loop_nest()
-    check_all(nest, select_pattern(nest, load_patterns(SPEC)))
+    check_all(nest, select_pattern(nest, SPEC.patterns))
 
 
 @settings(max_examples=20, deadline=None)
@@ -76,4 +65,4 @@ def test_alu_embeddings_compute_their_operators():
     for op, shape in [("maxpool", "n=2,c=3,h=7,w=6,r=3,s=2,stride=2,pad=1"), ("add", "n=2,c=3,h=5,w=5"),
                       ("relu", "c=5,h=3,w=4"), ("requantize", "n=2,c=3,h=4,w=4,shift=3")]:
         for nest in operator_nests(parse_operator(op, shape)):
-            check_all(nest, select_pattern(nest, load_patterns(SPEC)))
+            check_all(nest, select_pattern(nest, SPEC.patterns))

@@ -10,7 +10,6 @@ from embedder.embedding.rewrite import Diagonal, Split, Unit, rewrite_nest, spli
 from embedder.embedding.types import source_indices, tensor_layout
 from embedder.hw.spec import load_spec
 from embedder.ops.conv2d import Conv2d
-from embedder.patterns import load_patterns
 
 SPEC = load_spec("pynq_1x16x16")
 
@@ -60,7 +59,7 @@ def test_model_spans_match_the_derived_layouts():
 def test_unreachable_grid_coordinates_are_masked():
     """out[16*g/4 + 4*g%4 + k] with g%4 on the lanes leaves coordinates 4..15 of the loop axis unwritten."""
     nest = Conv2d(1, 32, 2, 2, 32, 1, 1, groups=8).loop_nest()
-    (pattern,) = [p for p in load_patterns(SPEC) if p.name == "gemm"]
+    (pattern,) = [p for p in SPEC.patterns if p.name == "gemm"]
     steps = (Unit("n"), Unit("r"), Unit("s"), Split("g", 4), Diagonal("g%4", "weight"))
     embedded = rewrite_nest(nest, steps)
     embedding = build_embedding(embedded, pattern, {"out": "out", "lhs": "rhs", "rhs": "lhs"},

@@ -1,4 +1,6 @@
 """Spec files: schema validation names the file and the field."""
+from pathlib import Path
+
 import pytest
 
 from embedder.errors import SpecError
@@ -81,11 +83,61 @@ def test_a_spec_that_is_not_utf8_is_one_line_naming_the_file(tmp_path):
 
 
 def test_a_pattern_file_that_is_not_utf8_is_one_line_naming_the_file(tmp_path):
-    from embedder.patterns import load_patterns
-
     patterns = tmp_path / "patterns.toml"
     patterns.write_bytes(b"# \xff\xfe\n")
     path = write_variant(tmp_path, lambda t: t)
     path.write_text(path.read_text().replace(str(specs_dir() / "patterns" / "vta.toml"), str(patterns)))
     with pytest.raises(SpecError, match=r"patterns\.toml: not UTF-8 text"):
-        load_patterns(load_spec(path))
+        load_spec(path)
+
+
+VTA_CONFIGS = Path(__file__).resolve().parent.parent / "data" / "vta_configs"
+
+
+@pytest.mark.parametrize("name, bus_bytes, timing_of", [("pynq", 8, "pynq_1x16x16"), ("ultra96", 16, "ultra96_1x16x16"),
+                                                        ("zcu104", 16, "ultra96_1x16x16")])
+def test_an_upstream_vta_config_takes_its_targets_bus_and_timing(name, bus_bytes, timing_of):
+    spec = load_spec(VTA_CONFIGS / f"{name}.json")
+    reference = load_spec(timing_of)
+    assert spec.name == f"{name}_1x16_i8w8a32_15_15_18_17"
+    assert spec.config.bus_bytes == bus_bytes and spec.timing == reference.timing
+    assert spec.config.log_keys() == {**reference.config.log_keys(), "LOG_BUS_WIDTH": spec.config.LOG_BUS_WIDTH}
+    assert f"{bus_bytes * 8}-bit bus" in spec.description and f"timing constants of spec {timing_of}" in spec.description
+    assert [p.name for p in spec.patterns] == [p.name for p in reference.patterns]
+
+
+def test_an_upstream_asymmetric_config_compiles_bit_exactly():
+    from embedder.driver import compile_operator
+    from embedder.measure import run_and_verify
+    from embedder.ops.conv2d import Conv2d
+
+    spec = load_spec(VTA_CONFIGS / "pynq_1x8x32.json")
+    assert (spec.config.block_in, spec.config.block_out) == (8, 32) and spec.name == "pynq_1x8x32_i8w8a32_15_15_18_17"
+    operator = Conv2d(1, 12, 6, 6, 40, 3, 3, pad_h=1, pad_w=1)
+    result = compile_operator(operator, spec, time_limit=2.0, embeddings=1, timed=1)
+    assert run_and_verify(operator, result.program, spec.timing, strict=True).verified
+
+
+@pytest.mark.parametrize("name, message", [
+    ("unknown_target", r"field 'TARGET': 'arria10' is not one of"),
+    ("no_batch", "'LOG_BATCH' is a required property"),
+    ("acc_64bit", "LOG_ACC_WIDTH = 6: only 32-bit accumulators"),
+    ("not_json", "not valid JSON"),
+])
+def test_bad_upstream_configs_are_one_line_errors(name, message):
+    path = VTA_CONFIGS / f"{name}.json"
+    with pytest.raises(SpecError, match=message) as error:
+        load_spec(path)
+    assert str(error.value).startswith(str(path)) and "\n" not in str(error.value)
+
+
+def test_the_cli_reports_what_an_upstream_config_was_given():
+    from click.testing import CliRunner
+
+    from cli import main
+
+    result = CliRunner().invoke(main, ["--op", "relu", "--shape", "c=16,h=2,w=2", "--hw", str(VTA_CONFIGS / "ultra96.json")])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith("note: ") and "ultra96's 128-bit bus" in result.stderr
+    bad = CliRunner().invoke(main, ["--op", "relu", "--shape", "c=16,h=2,w=2", "--hw", str(VTA_CONFIGS / "not_json.json")])
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: ") and bad.stderr.count("\n") == 1

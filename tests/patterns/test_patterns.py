@@ -6,7 +6,7 @@ from embedder.errors import SpecError
 from embedder.hw.spec import available_specs, load_spec
 from embedder.ops.alu import AluNest
 from embedder.ops.conv2d import Conv2d
-from embedder.patterns import load_pattern_file, load_patterns, parse_affine
+from embedder.patterns import load_pattern_file, parse_affine
 
 import numpy as np
 
@@ -14,7 +14,7 @@ import numpy as np
 @pytest.mark.parametrize("name", available_specs())
 def test_vta_patterns_resolve_lane_counts_from_each_spec(name):
     spec = load_spec(name)
-    patterns = {p.name: p for p in load_patterns(spec)}
+    patterns = {p.name: p for p in spec.patterns}
     gemm = patterns["gemm"]
     assert gemm.lane_axes == {"b": spec.config.batch, "i": spec.config.block_in, "o": spec.config.block_out}
     assert gemm.operand_axes() == {"acc": ("b", "o"), "inp": ("b", "i"), "wgt": ("o", "i")}
@@ -42,7 +42,7 @@ GEMV = """
 name = "gemv"
 instruction = "GEMM"
 statement = "y[o] += x[i] * w[o, i]"
-dims = { i = 8, o = "BLOCK_OUT" }
+dims = { i = "BLOCK_IN", o = "BLOCK_OUT" }
 operands = { y = { buffer = "acc", access = "read_write" }, x = { buffer = "inp", access = "read" }, w = { buffer = "wgt", access = "read" } }
 """
 
@@ -54,8 +54,8 @@ def test_a_new_pattern_file_needs_no_code(tmp_path):
     spec_file = tmp_path / "gemv_core.toml"
     spec_file.write_text(base.replace('patterns = ["patterns/vta.toml"]', 'patterns = ["gemv.toml"]'))
     spec = load_spec(spec_file)
-    (pattern,) = load_patterns(spec)
-    assert pattern.lane_axes == {"i": 8, "o": 16}
+    (pattern,) = spec.patterns
+    assert pattern.lane_axes == {"i": 16, "o": 16} and pattern.written_as == {"acc": "y", "inp": "x", "wgt": "w"}
     nest = Conv2d(1, 2, 5, 5, 3, 2, 2).loop_nest()
     result = enumerate_embeddings(nest, spec, pattern=pattern, within=100.0)
     assert result.ranked and result.pattern == "gemv"
@@ -63,7 +63,7 @@ def test_a_new_pattern_file_needs_no_code(tmp_path):
     assert "i<-(c*r*s), o<-(k); loops oh,ow" in described  # n and g, of one point, are dropped
     tensors = random_tensors(nest)
     for item in result.ranked:
-        assert set(item.embedding.operand_map) == {"y", "x", "w"}
+        assert set(item.embedding.operand_map) == {"acc", "inp", "wgt"}  # by slot
         embedded = item.embedding.embedded(nest)
         counts, _ = coverage(embedded, item.embedding)
         assert (counts == 1).all()
@@ -75,13 +75,13 @@ def test_a_new_core_shape_is_a_spec_edit(tmp_path):
     text = base.read_text().replace("LOG_BATCH = 0", "LOG_BATCH = 2").replace("LOG_BLOCK = 4", "LOG_BLOCK = 3")
     spec_file = tmp_path / "b4x8.toml"
     spec_file.write_text(text.replace('"patterns/vta.toml"', f'"{(base.parent / "patterns" / "vta.toml").as_posix()}"'))
-    gemm = next(p for p in load_patterns(load_spec(spec_file)) if p.name == "gemm")
+    gemm = next(p for p in load_spec(spec_file).patterns if p.name == "gemm")
     assert gemm.lane_axes == {"b": 4, "i": 8, "o": 8}
 
 
 @pytest.mark.parametrize("text, message", [
     ("[[pattern]]\nname = 'x'\n", "field 'pattern.0': 'instruction' is a required property"),
-    (GEMV.replace('i = 8', 'i = "BLOCK_SIDE"'), "field 'pattern.0.dims.i'"),
+    (GEMV.replace('i = "BLOCK_IN"', 'i = "BLOCK_SIDE"'), "field 'pattern.0.dims.i'"),
     (GEMV.replace('y[o] +=', 'y[o] -='), "field 'pattern.0.statement' \\(gemv\\): cannot parse"),
     (GEMV.replace('w[o, i]', 'w[o, j]'), "index 'j' is not a declared dim"),
     (GEMV.replace('y = { buffer = "acc", access = "read_write" }', 'y = { buffer = "acc", access = "write" }'),
