@@ -11,7 +11,7 @@ from embedder.measure import run_and_verify
 from embedder.ops.conv2d import Conv2d
 from embedder.ops.gemm import Gemm
 
-SPECS = ("pynq_1x16x16", "pynq_2x16x16", "pynq_1x32x32")
+SPECS = ("pynq_1x16x16", "pynq_2x16x16", "pynq_1x32x32", "pynq_1x8x32")
 
 
 @st.composite
