@@ -141,3 +141,30 @@ def test_the_cli_reports_what_an_upstream_config_was_given():
     assert result.stderr.startswith("note: ") and "ultra96's 128-bit bus" in result.stderr
     bad = CliRunner().invoke(main, ["--op", "relu", "--shape", "c=16,h=2,w=2", "--hw", str(VTA_CONFIGS / "not_json.json")])
     assert bad.exit_code == 2 and bad.stderr.startswith("error: ") and bad.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("extreme", ["maximum", "minimum"])
+def test_timing_constants_at_their_schema_bounds_compile(tmp_path, extreme):
+    """Every timing constant is bounded so that the cycle model and the embedding model stay within 64 bits."""
+    import json
+    import re
+
+    from embedder.driver import compile_operator
+    from embedder.hw.spec import _schema
+    from embedder.measure import run_and_verify
+    from embedder.ops.parse import parse_operator
+
+    bounds = _schema("spec_schema.json")["properties"]["timing"]["properties"]
+    text = load_spec().path.read_text().replace('"patterns/vta.toml"', json.dumps(str(specs_dir() / "patterns" / "vta.toml")))
+    for key, bound in bounds.items():
+        value = bound[extreme] if extreme in bound else bound["maximum"]
+        if key == "dram_bytes_per_cycle":
+            value = min(value, 8)  # never above the 64-bit bus
+        text = re.sub(rf"^{key} = .*$", f"{key} = {value}", text, flags=re.M)
+    path = tmp_path / f"{extreme}.toml"
+    path.write_text(text)
+    spec = load_spec(path)
+    for op, shape in (("conv", "c=16,h=8,w=8,k=16,r=3,s=3,pad=1"), ("relu", "c=16,h=4,w=4")):
+        operator = parse_operator(op, shape)
+        result = compile_operator(operator, spec, time_limit=2.0, embeddings=1, timed=1)
+        assert run_and_verify(operator, result.program, spec.timing, strict=True).verified
