@@ -48,3 +48,17 @@ def test_vector_has_no_race_and_strict_mode_only_flags_back_to_back_accumulation
 def test_timing_specs_of_the_vectors():
     labels = {name: run_bundle(VECTORS / name / "bundle", strict=False, functional=False).stats["timing_spec"] for name in NAMES}
     assert labels["v101"] == "pynq_1x32x32" and labels["v104"] == "pynq_2x16x16" and labels["v102"] == "pynq_1x16x16"
+
+
+COMPILED = Path(__file__).resolve().parents[1] / "data" / "upstream-compiled"
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in COMPILED.iterdir() if path.is_dir()))
+def test_compiled_programs_for_other_cores_match_upstream(name):
+    """Programs the compiler generated for the asymmetric 1x8x32 core and for 2x16x16, run on the upstream
+    functional simulator built for each configuration (data/upstream-compiled/README.md)."""
+    result = run_bundle(COMPILED / name / "bundle", strict=True)
+    expected = np.fromfile(COMPILED / name / "expected" / "dram.bin", dtype=np.uint8)
+    assert np.array_equal(result.dram, expected)
+    counters = json.loads((COMPILED / name / "expected" / "stats.json").read_text())
+    assert {key: result.stats[key] for key in counters} == counters
