@@ -11,7 +11,9 @@ Command bodies import their stage lazily so `embed --help` stays fast.
 """
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 
 import click
 
@@ -29,6 +31,57 @@ class OneLineErrors(click.Group):
         except EmbedderError as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(2)
+        except OSError as error:  # a file system error on input or output: the path and the reason
+            where = error.filename if error.filename is not None else "file system"
+            click.echo(f"error: {where}: {error.strerror or error}", err=True)
+            sys.exit(2)
+
+    def invoke(self, ctx):
+        previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt) if _in_main_thread() else None
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: every finished result is kept, nothing partial written
+            click.echo("interrupted: stopped; finished results are kept, nothing partial was written", err=True)
+            ctx.exit(130)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate_as_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+class Seconds(click.ParamType):
+    """A finite time limit in (0, 3600] seconds: 0, negative, nan and inf are usage errors, not solver inputs."""
+
+    name = "seconds"
+    LIMIT = 3600.0
+
+    def convert(self, value, param, ctx):
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not (0 < seconds <= self.LIMIT):  # also false for nan
+            self.fail(f"{value!r} is not in (0, {self.LIMIT:g}] seconds", param, ctx)
+        return seconds
+
+
+SECONDS = Seconds()
+SEED = click.IntRange(0, 2**32 - 1)  # numpy's seeds
+JOBS = click.IntRange(1, 256)
+
+
+def _nonempty_path(ctx, param, value):
+    """An empty --out would write into the working directory's root of nothing: refused, like a missing one."""
+    if value is not None and not str(value).strip():
+        raise click.BadParameter("must not be empty", ctx=ctx, param=param)
+    return value
 
 
 def _report_upstream_config(ctx, param, value: str) -> str:
@@ -49,11 +102,13 @@ def hw_option(help_text: str = "Hardware spec: a name, a .toml spec file, or an 
 @click.option("--op", "op_name", help="Operator: conv, gemm, dense, add, relu, maxpool, requantize.")
 @click.option("--shape", help="Operator parameters, e.g. n=1,c=3,h=224,w=224,k=64,r=3,s=3,stride=1,pad=1.")
 @hw_option()
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write the program bundle and report here.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), callback=_nonempty_path,
+              help="Write the program bundle and report here.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("--list-embeddings", is_flag=True, help="Only enumerate embeddings, ranked by predicted cost.")
-@click.option("--time-limit", default=10.0, show_default=True, help="Solver time limit per solve, seconds.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the random test data.")
+@click.option("--time-limit", type=SECONDS, default=10.0, show_default=True,
+              help="CP-SAT's limit per solve, in deterministic seconds (the same cut on every run).")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the random test data.")
 @click.pass_context
 def main(ctx, op_name, shape, hw, out_dir, as_json, list_embeddings, time_limit, seed):
     """Map an operator onto VTA, run it on the simulator and verify it bit-exactly."""
@@ -76,7 +131,8 @@ def main(ctx, op_name, shape, hw, out_dir, as_json, list_embeddings, time_limit,
 
 @main.command()
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory for dram.bin and stats.json.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), callback=_nonempty_path,
+              help="Directory for dram.bin and stats.json (not the bundle's own).")
 @click.option("--timing-only", is_flag=True, help="Run the cycle model only, without data.")
 @click.option("--strict", is_flag=True,
               help="Also report GEMMs accumulating into one acc element back to back (races are always reported).")
@@ -113,8 +169,9 @@ def bench_sim(hw):
 @click.option("--set", "op_set", type=click.Choice(["server", "device", "all"]), default="all", show_default=True)
 @click.option("--verify", is_flag=True, help="Also run each program functionally and compare bit-exactly "
               "(operators above 2e9 MACs on a reduced shape, reported).")
-@click.option("--time-limit", default=5.0, show_default=True)
-@click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Write one JSON row per operator here.")
+@click.option("--time-limit", type=SECONDS, default=5.0, show_default=True)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), callback=_nonempty_path,
+              help="Write one JSON row per operator here.")
 def bench_compile(hw, suite, op_set, verify, time_limit, out_path):
     """Benchmark compilation over DeepBench inference: cycles, roofline efficiency, compile time."""
     from embedder.commands.compile import bench_compile_command
@@ -124,7 +181,7 @@ def bench_compile(hw, suite, op_set, verify, time_limit, out_path):
 
 @main.command("bench-embed")
 @hw_option()
-@click.option("--time-limit", default=5.0, show_default=True)
+@click.option("--time-limit", type=SECONDS, default=5.0, show_default=True)
 def bench_embed(hw, time_limit):
     """Benchmark embedding enumeration over every DeepBench inference operator."""
     from embedder.commands.embeddings import bench_embed_command
@@ -147,7 +204,8 @@ def import_autotvm(log, hw, as_json, no_verify):
 @main.command()
 @click.argument("logs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @hw_option("Spec to calibrate (its device string picks the records).")
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Calibrated spec to write.")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), callback=_nonempty_path,
+              help="Calibrated spec to write.")
 @click.option("--train", multiple=True, default=("Resnet-18",), show_default=True,
               help="Fit on the groups whose name contains this (network, device or month YYYY-MM); repeatable.")
 @click.option("--fit", "names", default="dram_bytes_per_cycle,dma_row_latency", show_default=True,
@@ -168,8 +226,9 @@ def calibrate(logs, hw, out_path, train, names, verify, no_leave_one_out):
                    "MobileNet v1/v2 and ResNeXt-50 (grouped).")
 @click.option("--set", "op_set", type=click.Choice(["server", "device", "all"]), default="all", show_default=True)
 @hw_option()
-@click.option("--jobs", default=2, show_default=True)
-@click.option("--out", "out_dir", default="results", show_default=True, type=click.Path(file_okay=False))
+@click.option("--jobs", type=JOBS, default=2, show_default=True)
+@click.option("--out", "out_dir", default="results", show_default=True, type=click.Path(file_okay=False),
+              callback=_nonempty_path)
 @click.option("--quick", is_flag=True, help="A small representative subset (CI, README).")
 @click.option("--timing-only", is_flag=True, help="Skip functional simulation of the full-size programs.")
 def deepbench(suite, op_set, hw, jobs, out_dir, quick, timing_only):

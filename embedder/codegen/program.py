@@ -204,17 +204,16 @@ def _box(geometry: OperandGeometry, step: TileStep) -> tuple[tuple[int, ...], tu
 def plan_buffers(config: HwConfig, schedule: Schedule, geometries: dict[str, OperandGeometry], full: dict[str, int],
                  reloads: dict[str, int], needs_scratch: bool) -> BufferPlan:
     """Allocate halves; InfeasibleError names the buffer that overflows."""
-    depth = {"acc": config.acc_depth, "inp": config.inp_depth, "wgt": config.wgt_depth}
     double = schedule.virtual_threads is not None
     halves = {operand: 2 if double and reloads[operand] > 1 else 1 for operand in geometries}
     half_elements = {operand: geometries[operand].box_elements(full) for operand in geometries}
     for operand in geometries:
         need = halves[operand] * half_elements[operand] + (1 if operand == "acc" and needs_scratch else 0)
-        if need > depth[operand]:
+        if need > config.depth(operand):
             raise InfeasibleError(
                 f"the {operand} tile needs {need} elements ({halves[operand]} x {half_elements[operand]}"
                 f"{' + 1 scratch' if operand == 'acc' and needs_scratch else ''}) but the {operand} buffer holds "
-                f"{depth[operand]}")
+                f"{config.depth(operand)}")
     scratch = halves["acc"] * half_elements["acc"] if needs_scratch else None
     load_depth = 2 if double else 1  # with two threads every reloaded operand has two halves
     return BufferPlan(halves, half_elements, scratch, load_depth)

@@ -19,6 +19,9 @@ SPEC_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")  # the schema's pattern for a spec 
 def calibrate_command(logs, hw: str, out_path: str, train: tuple[str, ...], names: tuple[str, ...], verify: bool,
                       leave_one_out: bool) -> None:
     spec = load_spec(hw)
+    if spec.path.suffix != ".toml":  # the calibrated spec is the base spec's text with new [timing] values
+        raise EmbedderError(f"{spec.path}: calibrate rewrites a .toml spec; write this configuration as one "
+                            f"(isa_specs/README.md) and calibrate that")
     out = Path(out_path)
     _check_out(out)
     check_fit_names(names)

@@ -101,6 +101,13 @@ def _verify_baselines(operator, result: CompileResult, document: dict, seed: int
     return wrong
 
 
+def _solver_line(solver: dict) -> str:
+    gap = "" if solver["gap"] is None else f", gap {solver['gap']:.1%}"
+    cut = "  CUT SHORT by the time limit: the embedding is the best found" if solver["timed_out"] else ""
+    return (f"solver      {solver['solver_status']}, {solver['solutions']} solutions, best bound "
+            f"{solver['best_bound']}{gap}{cut}")
+
+
 def _text(d: dict) -> str:
     program = d["program"]
     counts = ", ".join(f"{k} {v}" for k, v in program["instruction_counts"].items())
@@ -122,6 +129,7 @@ def _text(d: dict) -> str:
         f"utilization {d['utilization']:.3f}  roofline efficiency {d['roofline_efficiency']:.3f}  "
         f"vta efficiency {d['vta_efficiency']:.3f}   source {d['source']}",
         f"compile     {d['compile_seconds']:.2f} s" + (f"   requantize shift {d['requantize_shift']}" if "requantize_shift" in d else ""),
+        _solver_line(d["solver"]),
         f"verified    {'yes, bit-exact' if d['verified'] else 'NO'} (seed {d['seed']})",
     ]
     for name, baseline in d["baselines"].items():

@@ -10,7 +10,7 @@ from statistics import geometric_mean
 
 import click
 
-from embedder.embedding.model import enumerate_embeddings
+from embedder.embedding.model import enumerate_embeddings, pattern_named
 from embedder.hw.spec import load_spec
 from embedder.ops.parse import operator_nests, parse_operator
 
@@ -51,7 +51,8 @@ def list_embeddings_command(op_name: str, shape: str, hw: str, as_json: bool, ti
         click.echo(f"{'#':>3} {'pred.cycles':>12} {'compute':>12} {'memory':>12} {'util':>6} {'lanes used':<22} "
                    f"{'data MB':>8}  embedding")
         for rank, item in enumerate(result.ranked[:SHOWN], start=1):
-            roles = ",".join(f"{operand}={tensor}" for operand, tensor in item.embedding.operand_map.items())
+            written_as = pattern_named(spec, item.embedding.pattern).written_as  # the file's operand names
+            roles = ",".join(f"{written_as[slot]}={tensor}" for slot, tensor in item.embedding.operand_map.items())
             replication = ",".join(f"{tensor}x{value:.2f}" for tensor, value in item.replication.items() if value > 1.005)
             click.echo(f"{rank:>3} {item.predicted_cycles:>12} {item.compute_cycles:>12} {item.memory_cycles:>12} "
                        f"{item.utilization:>6.1%} {_lanes_used(item):<22} {item.data_bytes / 1e6:>8.3f}  "

@@ -1,7 +1,7 @@
 """`embed deepbench`: the embedder and the three baselines over the DeepBench inference suites.
 
 Writes OUT/rows.jsonl (one row per operator, as soon as it is done; a rerun
-with the same OUT resumes), then OUT/summary.md, OUT/summary.csv,
+with the same OUT and settings resumes, one with other settings is refused), then OUT/summary.md, OUT/summary.csv,
 OUT/speedup.png and OUT/roofline.png over the selected operators.
 """
 from __future__ import annotations
@@ -11,30 +11,13 @@ from pathlib import Path
 
 import click
 
+from embedder import __version__
 from embedder.errors import EmbedderError
 from embedder.evaluate.row import ROW_FORMAT, evaluate_operator
-from embedder.evaluate.runner import read_rows, run_batch
+from embedder.evaluate.runner import run_batch
 from embedder.evaluate.suite import load_operators
 from embedder.evaluate.summary import groups, write_summary
 from embedder.hw.spec import load_spec
-
-
-def _check_resumable(rows_path: Path, spec, timing_only: bool) -> None:
-    """Rows already in OUT must come from the same hardware (name and contents), mode and row format, or
-    resuming would mix experiments."""
-    for row in read_rows(rows_path):
-        if row.get("status") != "ok":
-            continue
-        if row.get("row_format") != ROW_FORMAT:
-            raise EmbedderError(f"{rows_path}: holds rows of format {row.get('row_format', 1)}, this version writes "
-                                f"format {ROW_FORMAT}; choose another --out")
-        if row.get("hw") != spec.name or row.get("timing_only") != timing_only:
-            raise EmbedderError(
-                f"{rows_path}: holds rows for hw {row.get('hw')} (timing_only={row.get('timing_only')}), "
-                f"not {spec.name} (timing_only={timing_only}); choose another --out")
-        if row.get("hw_fingerprint") != spec.fingerprint():
-            raise EmbedderError(f"{rows_path}: holds rows for another version of spec {spec.name} (its configuration, "
-                                f"timing or patterns differ); choose another --out")
 
 
 def deepbench_command(suite: str, op_set: str, hw: str, jobs: int, out_dir: str, quick: bool, timing_only: bool) -> None:
@@ -44,9 +27,11 @@ def deepbench_command(suite: str, op_set: str, hw: str, jobs: int, out_dir: str,
         raise EmbedderError(f"no DeepBench operators in suite '{suite}', set '{op_set}'{' (quick)' if quick else ''}")
     out = Path(out_dir)
     rows_path = out / "rows.jsonl"
-    _check_resumable(rows_path, spec, timing_only)
+    # What decides a row: rows from runs with other settings are never resumed into (evaluate.runner).
+    settings = {"tool": __version__, "row_format": ROW_FORMAT, "hw": spec.name, "hw_fingerprint": spec.fingerprint(),
+                "suite": suite, "set": op_set, "quick": quick, "timing_only": timing_only}
     evaluate = partial(evaluate_operator, hw=str(spec.path), timing_only=timing_only)
-    rows = run_batch(operators, evaluate, rows_path, jobs=jobs)
+    rows = run_batch(operators, evaluate, rows_path, jobs=jobs, settings=settings)
     title = f"DeepBench inference: suite {suite}, set {op_set}{', quick' if quick else ''}" \
             f"{', timing only' if timing_only else ''}"
     paths = write_summary(rows, spec.config, out, title, spec.timing.dram_rate(spec.config))

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from embedder.errors import EmbedderError
 from embedder.hw.spec import HwSpec, load_spec
 from embedder.isa.bundle import DRAM_FILE, read_bundle
 from embedder.isa.disasm import format_program
@@ -22,8 +23,10 @@ STATS_FILE = "stats.json"
 
 def sim_command(bundle: str, out_dir: str, timing_only: bool, strict: bool) -> None:
     """Run `bundle`; write out_dir/stats.json and (unless timing-only) out_dir/dram.bin."""
-    result = run_bundle(bundle, functional=not timing_only, strict=strict)
     out = Path(out_dir)
+    if out.resolve() == Path(bundle).resolve():
+        raise EmbedderError(f"{out}: --out is the bundle's own directory; the run would overwrite its {DRAM_FILE}")
+    result = run_bundle(bundle, functional=not timing_only, strict=strict)
     out.mkdir(parents=True, exist_ok=True)
     if result.dram is not None:
         result.dram.tofile(out / DRAM_FILE)

@@ -25,6 +25,7 @@ ends a solve is reported in `SolverStats`, never hidden.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from dataclasses import dataclass, field
 from math import ceil, prod
@@ -44,6 +45,7 @@ from embedder.patterns import Pattern
 
 SEED = 0
 WORKERS = 1  # enumeration needs a single worker; it also makes the order reproducible
+WALL_BACKSTOP = 10  # wall-clock seconds per deterministic second before a solve is cut regardless
 DEFAULT_MAX_SOLUTIONS = 2000
 DEFAULT_WITHIN = 1.25  # enumerate every embedding predicted within this factor of the optimum
 MODEL_SLACK = 0.01  # the model's cycles are within 0.5 % of the exact ones (the DRAM rate in thousandths)
@@ -63,13 +65,21 @@ class SolverStats:
     within: float = 1.0  # the enumeration's factor over `objective`
 
     @property
+    def gap(self) -> float | None:
+        """(objective - bound) / objective: 0 when the optimum is proven."""
+        if self.objective is None or self.best_bound is None or self.objective == 0:
+            return None
+        return max(0.0, (self.objective - self.best_bound) / self.objective)
+
+    @property
     def complete(self) -> bool:
         return not (self.timed_out or self.capped)
 
     def incompleteness(self) -> str | None:
         """Why the enumeration may have missed embeddings, for users to see; None when it is complete."""
         if self.timed_out:
-            return f"the solver's time limit ended the enumeration after {self.solutions} solutions ({self.status})"
+            gap = "" if self.gap is None else f", best {self.objective:.0f} cycles, bound {self.best_bound:.0f}, gap {self.gap:.1%}"
+            return f"the solver's time limit ended the enumeration after {self.solutions} solutions (status {self.status}{gap})"
         if self.capped:
             return f"the enumeration stopped at the cap of {self.solutions} solutions"
         return None
@@ -77,7 +87,7 @@ class SolverStats:
     def as_dict(self) -> dict:
         return {"variables": self.variables, "constraints": self.constraints, "solutions": self.solutions,
                 "wall_seconds": round(self.wall_seconds, 4), "solver_status": self.status, "objective": self.objective,
-                "best_bound": self.best_bound, "within": self.within, "timed_out": self.timed_out,
+                "best_bound": self.best_bound, "gap": self.gap, "within": self.within, "timed_out": self.timed_out,
                 "capped": self.capped}
 
 
@@ -312,24 +322,55 @@ def _weights(nest: LoopNest, pattern: Pattern, spec) -> CostWeights:
     config, timing = spec.config, spec.timing
     mac = _is_mac(pattern)
     initializer = config.acc_width // 8 if isinstance(nest, AluNest) and not nest.in_place else 0
-    depth = {"acc": config.acc_depth, "inp": config.inp_depth, "wgt": config.wgt_depth}
     return CostWeights(
         per_uop=round(SCALE * (timing.gemm_cycles_per_uop if mac else timing.alu_cycles_per_uop)),
         per_epilogue_element=round(SCALE * EPILOGUE_STAGES * timing.alu_cycles_per_uop) if mac else 0,
         per_byte=round(SCALE / timing.dram_rate(config)),
         operand_bytes={operand: _operand_bytes(pattern, operand, config) for operand in pattern.operands},
         initializer_bytes=initializer,
-        capacity={operand: max(1, depth[spec_.buffer] // 2) for operand, spec_ in pattern.operands.items()},
+        capacity={operand: max(1, config.depth(spec_.buffer) // 2) for operand, spec_ in pattern.operands.items()},
         factors=(pattern.nest.lhs.tensor, pattern.nest.rhs.tensor) if mac else ())
 
 
-def _solver(seconds: float, enumerate_all: bool) -> cp_model.CpSolver:
+def _solver(time_limit: float, enumerate_all: bool) -> cp_model.CpSolver:
+    """A CP-SAT solver whose result depends only on the model: one worker, a fixed seed, and a limit in
+    *deterministic* time (CP-SAT's work count, about a second each on a current core), so a solve the limit cuts
+    short stops at the same point on every run.  The wall-clock limit is only a backstop for a machine far slower
+    than that.  Ctrl-C is left to Python (`_solve`), never caught by the solver to return a truncated result."""
     solver = cp_model.CpSolver()
     solver.parameters.num_workers = WORKERS
     solver.parameters.random_seed = SEED
-    solver.parameters.max_time_in_seconds = max(seconds, 1e-3)
+    solver.parameters.max_deterministic_time = time_limit
+    solver.parameters.max_time_in_seconds = WALL_BACKSTOP * time_limit + 1
     solver.parameters.enumerate_all_solutions = enumerate_all
+    solver.parameters.catch_sigint_signal = False
     return solver
+
+
+def _solve(solver: cp_model.CpSolver, model: cp_model.CpModel, callback=None) -> int:
+    """solver.Solve(model), run in a helper thread (CP-SAT releases the GIL) so that the main thread keeps taking
+    signals: Ctrl-C or SIGTERM (raised as KeyboardInterrupt, see evaluate.runner) stops the search at once and
+    propagates, and nothing the interrupted solve found is used."""
+    outcome: dict[str, int | BaseException] = {}
+
+    def run():
+        try:
+            outcome["status"] = solver.Solve(model, callback)
+        except BaseException as error:  # noqa: BLE001 -- re-raised in the caller's thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, name="cp-sat", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.1)
+    except BaseException:
+        solver.StopSearch()
+        thread.join()
+        raise
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["status"]
 
 
 def _twin_key(nest: LoopNest, item: RankedEmbedding) -> tuple:
@@ -367,11 +408,11 @@ class _Solved:
     formulation: Formulation
     status: str
     objective: float | None  # thousandths of a cycle; None when no solution was found
-    bound: float | None
+    bound: float | None  # the proven lower bound, also when the limit cut the solve before any solution
     size: tuple[int, int]  # the model's variables and constraints
 
 
-def _optimise(nest: LoopNest, flows, candidate: Pattern, spec, window: int, deadline: float) -> list[_Solved]:
+def _optimise(nest: LoopNest, flows, candidate: Pattern, spec, window: int, time_limit: float) -> list[_Solved]:
     """Minimise the predicted cycles of every role map of one pattern."""
     pattern_graph = dataflow_graph(candidate.nest, window)
     pattern_flows = read_flows(candidate.nest, pattern_graph)
@@ -379,19 +420,20 @@ def _optimise(nest: LoopNest, flows, candidate: Pattern, spec, window: int, dead
     for mapping in role_maps(pattern_graph):
         formulation = formulate(nest, flows, candidate, pattern_flows, mapping, _weights(nest, candidate, spec))
         formulation.model.Minimize(formulation.cost)
-        solver = _solver(deadline - time.perf_counter(), enumerate_all=False)
-        status = solver.Solve(formulation.model)
+        solver = _solver(time_limit, enumerate_all=False)
+        status = _solve(solver, formulation.model)
         if status == cp_model.MODEL_INVALID:  # a bug in the model, never a user error
             raise RuntimeError(f"{nest.name}: invalid CP-SAT model: {formulation.model.Validate()}")
         found = status in (cp_model.OPTIMAL, cp_model.FEASIBLE)
         proto = formulation.model.Proto()
         solved.append(_Solved(candidate, formulation, solver.StatusName(status),
-                              solver.ObjectiveValue() if found else None, solver.BestObjectiveBound() if found else None,
+                              solver.ObjectiveValue() if found else None,
+                              None if status == cp_model.INFEASIBLE else solver.BestObjectiveBound(),
                               (len(proto.variables), len(proto.constraints))))
     return solved
 
 
-def _enumerate_within(nest: LoopNest, solved: _Solved, threshold: int, limit: int, deadline: float) -> tuple[list, bool]:
+def _enumerate_within(nest: LoopNest, solved: _Solved, threshold: int, limit: int, time_limit: float) -> tuple[list, bool]:
     """Every solution of `solved`'s model costing at most `threshold`, up to `limit`; and whether time ran out."""
     formulation = solved.formulation
     model = formulation.model
@@ -405,8 +447,8 @@ def _enumerate_within(nest: LoopNest, solved: _Solved, threshold: int, limit: in
                 value(formulation.moved_bytes))
 
     collector = _Collector(decoded, limit)
-    solver = _solver(deadline - time.perf_counter(), enumerate_all=True)
-    status = solver.Solve(model, collector)
+    solver = _solver(time_limit, enumerate_all=True)
+    status = _solve(solver, model, collector)
     return collector.found, solver.StatusName(status) not in ("OPTIMAL", "INFEASIBLE") and len(collector.found) < limit
 
 
@@ -459,13 +501,13 @@ def enumerate_embeddings(nest: LoopNest, spec, time_limit: float = 5.0, max_solu
     patterns = [pattern] if pattern is not None else hosting_patterns(nest, spec.patterns)
     _check_solvable(nest)
     start = time.perf_counter()
-    deadline = start + time_limit
     op_graph = dataflow_graph(nest, window)
     flows = read_flows(nest, op_graph)
-    solved = [entry for candidate in patterns for entry in _optimise(nest, flows, candidate, spec, window, deadline)]
+    solved = [entry for candidate in patterns for entry in _optimise(nest, flows, candidate, spec, window, time_limit)]
     feasible = [entry for entry in solved if entry.objective is not None]
     best_objective = min((entry.objective for entry in feasible), default=None)
-    best_bound = min((entry.bound for entry in feasible), default=None)
+    # A bound on the best embedding of any model: models the time limit cut short count with their own bounds.
+    best_bound = min((entry.bound for entry in solved if entry.bound is not None), default=None)
     found, timed_out = [], any(entry.status not in ("OPTIMAL", "INFEASIBLE") for entry in solved)
     if best_objective is not None:
         # The model rounds the DRAM rate to thousandths of a cycle per byte; a little slack keeps every embedding
@@ -474,14 +516,15 @@ def enumerate_embeddings(nest: LoopNest, spec, time_limit: float = 5.0, max_solu
         for entry in feasible:
             if entry.objective > threshold or len(found) >= max_solutions:
                 continue
-            more, out_of_time = _enumerate_within(nest, entry, threshold, max_solutions - len(found), deadline)
+            more, out_of_time = _enumerate_within(nest, entry, threshold, max_solutions - len(found), time_limit)
             found += more
             timed_out |= out_of_time
     ranked = _within(_ranked(nest, spec, found), within)
     ranked = _with_reference(nest, spec, patterns, ranked)
     if not ranked:
         reasons = "; ".join(f"{entry.pattern.name}: {entry.status}" for entry in solved)
-        raise InfeasibleError(f"{nest.name}: the solver found no embedding ({reasons}) within {time_limit} s")
+        raise InfeasibleError(f"{nest.name}: the solver found no embedding ({reasons}) within its time limit of "
+                              f"{time_limit} s per solve")
     ranked.sort(key=lambda item: (item.predicted_cycles, -item.utilization, item.data_bytes, item.describe(),
                                   sorted(item.embedding.operand_map.items())))
     stats = SolverStats(

@@ -34,7 +34,6 @@ A mismatch is an error row: no figure is reported for a wrong program.
 """
 from __future__ import annotations
 
-import dataclasses
 
 from dataclasses import replace
 
@@ -70,7 +69,7 @@ def resized(embedding: Embedding, nest: LoopNest) -> Embedding:
     """The same embedding (rewrites, operand map, lane dims, loops) on an operator of other sizes."""
     sizes = embedding.embedded(nest).sizes
     groups = tuple(LaneGroup(g.axis, g.lanes, g.dims, tuple(sizes[d] for d in g.dims)) for g in embedding.groups)
-    return dataclasses.replace(embedding, groups=groups)
+    return replace(embedding, groups=groups)
 
 
 def _verify(operator, program: CompiledProgram, spec: HwSpec, who: str, timed_cycles: int | None) -> None:

@@ -6,19 +6,29 @@ a process pool of `jobs` workers (in this process when jobs = 1), and appends
 each row the moment its operator finishes.  An operator whose evaluation
 raises is recorded as a row with status "error" and the exception, and the
 run goes on; delete its line to retry it.  Ctrl-C or SIGTERM stops the
-workers too; the rows written so far stay.  Only this process writes the file,
-so rows never interleave; a line cut short by a hard kill is dropped on the
-next start.
+workers too; the rows written so far stay.
+
+Integrity: a run is keyed by its settings (`settings`: spec contents,
+suite, options, tool version), kept in `run.json` beside the rows and in
+every row; a run with other settings refuses to resume into them.  One run
+at a time holds `rows.jsonl.lock`.  Each row is one write of a whole line
+with its newline, flushed and synced; a last line cut short by a hard kill
+is dropped on the next start, any other malformed line stops the run with
+its line number.
 """
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import multiprocessing
+import os
 import signal
 import threading
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from pathlib import Path
 from time import perf_counter
 from typing import Callable, Iterable
@@ -31,27 +41,106 @@ from embedder.evaluate.suite import SuiteOperator
 Evaluate = Callable[[SuiteOperator], dict]
 
 
+RUN_FILE = "run.json"
+
+
 def read_rows(path: Path) -> list[dict]:
-    """Rows of a JSON-lines file; an unparsable line (a write cut short) is dropped and the file rewritten."""
-    if not path.is_file():
+    """Rows of a JSON-lines file.  A last line without its newline is a write cut short: dropped (the file is
+    truncated before it) if it does not parse, given its newline if it does.  Any other malformed line is an
+    EmbedderError naming its line number."""
+    if not path.exists():
         return []
-    rows, dropped = [], False
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
+    if not path.is_file():
+        raise EmbedderError(f"{path}: not a file")
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    cut_short = lines.pop()  # b"" when the file ends with its newline
+    rows = [_parsed(path, number, line) for number, line in enumerate(lines, start=1) if line.strip()]
+    if cut_short.strip():
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            dropped = True
-    if dropped:
-        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+            rows.append(_parsed(path, len(lines) + 1, cut_short))
+            _append_bytes(path, b"\n")
+        except EmbedderError:
+            with path.open("r+b") as handle:
+                handle.truncate(len(data) - len(cut_short))
     return rows
 
 
+def _parsed(path: Path, number: int, line: bytes) -> dict:
+    try:
+        row = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise EmbedderError(f"{path}: line {number} is not a JSON row ({error}); remove or fix it to resume") from None
+    if not isinstance(row, dict) or not isinstance(row.get("key"), str):
+        raise EmbedderError(f"{path}: line {number} is not a row (an object with a 'key'); remove or fix it to resume")
+    return row
+
+
 def append_row(path: Path, row: dict) -> None:
-    with path.open("a") as handle:
-        handle.write(json.dumps(row) + "\n")
-        handle.flush()
+    """One write of the whole line and its newline, flushed to disk: a row is in the file whole or not at all
+    (but for a kill mid-write, which `read_rows` repairs)."""
+    _append_bytes(path, (json.dumps(row) + "\n").encode())
+
+
+def _append_bytes(path: Path, data: bytes) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(descriptor, view):]
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def run_key(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_resumable(rows_path: Path, settings: dict) -> None:
+    """Rows already in the directory must come from a run with the same settings (`run.json`, and each row's
+    `run_key`), or resuming would mix experiments; a fresh directory records the settings."""
+    manifest = rows_path.parent / RUN_FILE
+    if manifest.exists():
+        try:
+            recorded = json.loads(manifest.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise EmbedderError(f"{manifest}: not a run description ({error}); choose another --out") from None
+        if recorded != settings:
+            keys = sorted(set(recorded) | set(settings)) if isinstance(recorded, dict) else sorted(settings)
+            differ = [f"{key} {recorded.get(key) if isinstance(recorded, dict) else None!r} -> {settings.get(key)!r}"
+                      for key in keys if not isinstance(recorded, dict) or recorded.get(key) != settings.get(key)]
+            raise EmbedderError(f"{rows_path.parent}: holds a run with other settings ({'; '.join(differ)}); "
+                                f"choose another --out")
+    key = run_key(settings)
+    for number, row in enumerate(read_rows(rows_path), start=1):
+        if row.get("run_key") != key:
+            raise EmbedderError(f"{rows_path}: row {number} ({row.get('key')}) is from another run (run key "
+                                f"{row.get('run_key')}, this run {key}); choose another --out")
+    if not manifest.exists():
+        rows_path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = manifest.with_suffix(".tmp")
+        temporary.write_text(json.dumps(settings, indent=1, sort_keys=True) + "\n")
+        temporary.replace(manifest)
+
+
+@contextmanager
+def exclusive(rows_path: Path):
+    """Hold `rows.jsonl.lock` for the run: a second run on the same directory is refused, not interleaved."""
+    lock_path = rows_path.with_name(rows_path.name + ".lock")
+    descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise EmbedderError(f"{lock_path}: another run (pid {holder}) is writing {rows_path}; "
+                                f"wait for it or choose another --out") from None
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(descriptor)
 
 
 def evaluate_safely(evaluate: Evaluate, item: SuiteOperator) -> dict:
@@ -68,21 +157,32 @@ def evaluate_safely(evaluate: Evaluate, item: SuiteOperator) -> dict:
 
 
 def run_batch(operators: Iterable[SuiteOperator], evaluate: Evaluate, rows_path: Path, jobs: int = 1,
-              progress: bool = True) -> list[dict]:
+              progress: bool = True, settings: dict | None = None) -> list[dict]:
     """Evaluate every operator without a row yet; return all rows (old and new) in operator order.
 
-    Operators run largest first (most MACs) so the longest ones do not start last.
+    Operators run largest first (most MACs) so the longest ones do not start last.  With `settings`, the run
+    resumes only into rows of the same settings (`check_resumable`).
     """
     if jobs < 1:
         raise EmbedderError(f"--jobs = {jobs} must be >= 1")
-    operators = list(operators)
     rows_path.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive(rows_path):
+        if settings is not None:
+            check_resumable(rows_path, settings)
+        return _run_batch(list(operators), evaluate, rows_path, jobs, progress,
+                          None if settings is None else run_key(settings))
+
+
+def _run_batch(operators: list[SuiteOperator], evaluate: Evaluate, rows_path: Path, jobs: int, progress: bool,
+               key: str | None) -> list[dict]:
     done = {row["key"]: row for row in read_rows(rows_path)}
     todo = sorted((item for item in operators if item.key not in done), key=lambda item: -item.op.macs)
     bar = tqdm(total=len(operators), initial=len(operators) - len(todo), disable=not progress, unit="op",
                desc="deepbench", dynamic_ncols=True)
 
     def record(row: dict) -> None:
+        if key is not None:
+            row = {**row, "run_key": key}
         append_row(rows_path, row)
         done[row["key"]] = row
         bar.set_postfix_str(f"{row['key']} {row['status']}")

@@ -229,6 +229,10 @@ class HwConfig:
     def out_depth(self) -> int:
         return self.out_buff_bytes // self.out_elem_bytes
 
+    def depth(self, buffer: str) -> int:
+        """Elements of an on-chip buffer by name: uop, inp, wgt or acc."""
+        return {"uop": self.uop_depth, "inp": self.inp_depth, "wgt": self.wgt_depth, "acc": self.acc_depth}[buffer]
+
     @property
     def uop_index_bits(self) -> int:
         return _log2_exact(self.uop_depth, "uop buffer depth")

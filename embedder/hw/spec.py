@@ -67,8 +67,9 @@ class HwSpec:
     timing: TimingModel
     pattern_files: tuple[Path, ...]
     path: Path
-    # The instruction patterns, parsed and checked against their instructions once, as the spec loads.
-    patterns: tuple = field(default=(), compare=False)
+    # The instruction patterns, parsed and checked against their instructions once, as the spec loads (lane counts
+    # from `config`: a spec with another core shape is loaded, never `dataclasses.replace`d).
+    patterns: tuple = field(compare=False)
 
     def fingerprint(self) -> str:
         """A digest of what decides programs and cycles: configuration, timing constants, pattern files.

@@ -41,7 +41,7 @@ import jsonschema
 
 from embedder.errors import SpecError
 from embedder.hw.config import HwConfig
-from embedder.patterns.check import bind_slots, check_codegen_form, check_execution, check_lanes, element_positions
+from embedder.patterns.check import bind_slots, check_codegen_form, check_execution, check_lanes, core_axes
 from embedder.ops.alu import ALU_OPS, IMMEDIATE, AluNest, immediate_access
 from embedder.ops.ir import Access, Affine, Dim, LoopNest
 
@@ -203,19 +203,16 @@ def _checked(entry: dict, nest: LoopNest, operands: dict[str, Operand], config: 
     """The pattern once `check` has proven it against its instruction, its operands renamed to their slots."""
     instruction = entry["instruction"]
     try:
-        slots = bind_slots(nest, {tensor: operand.buffer for tensor, operand in operands.items()}, instruction)
+        slots = bind_slots(nest, {tensor: operand.buffer for tensor, operand in operands.items()},
+                           {tensor: operand.access for tensor, operand in operands.items()}, instruction)
         check_lanes(nest, slots, instruction, config)
         check_execution(nest, slots, instruction, entry.get("alu_opcode"), config)
         check_codegen_form(nest, slots, instruction, config)
+        lane_symbols = core_axes(nest, slots, instruction, config)
     except SpecError as error:
         raise SpecError(f"{path}: pattern '{entry['name']}': {error}") from None
     renamed = dataclasses.replace(nest, **{role: _renamed(access, slots) for role, access in
                                            zip(("output", "lhs", "rhs"), nest.accesses)})
-    lane_symbols = {}
-    for access in renamed.accesses:
-        if access.tensor != IMMEDIATE:
-            symbols = element_positions(access.tensor, len(access.index), instruction, config, access.tensor)
-            lane_symbols.update({part.dims[0]: symbol for part, symbol in zip(access.index, symbols)})
     return Pattern(entry["name"], instruction, entry.get("alu_opcode"), renamed,
                    {slots[t]: dataclasses.replace(operand, tensor=slots[t]) for t, operand in operands.items()},
                    entry.get("fpga", True), path, {slot: tensor for tensor, slot in slots.items()}, lane_symbols)

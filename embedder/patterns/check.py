@@ -7,8 +7,9 @@ statement".  The loader proves the claim before the compiler may rely on it:
    its buffer and access: a GEMM accumulates into `acc` (its dst) the
    products of one `inp` and one `wgt` operand, in either order; an ALU
    instruction updates `acc` in place from a second `acc` operand (`src`) or
-   its immediate.  Anything else (three ALU operands, a factor in the wrong
-   buffer) cannot be executed and is rejected with the reason.
+   its immediate; sources are only read.  Anything else (three ALU operands,
+   a factor in the wrong buffer, a written source) cannot be executed and is
+   rejected with the reason.
 2. *Lanes.*  An operand's index addresses the lanes of one memory element of
    its buffer (`ELEMENT_AXES`: inp[BATCH][BLOCK_IN], wgt[BLOCK_OUT][BLOCK_IN],
    acc[BATCH][BLOCK_OUT]); an index with fewer parts addresses the trailing
@@ -22,7 +23,8 @@ statement".  The loader proves the claim before the compiler may rely on it:
    The first differing lane is named.
 4. *Code-generation form.*  The code generator lays each operand out as a
    row-major block of its pattern dims, so each index part must be one dim
-   spanning all lanes of its position.
+   spanning all lanes of its position, and each core axis (BATCH, BLOCK_IN,
+   BLOCK_OUT) one dim in every operand that has it (`core_axes`).
 
 The simulator is imported here, below the embedding stages, because its
 instruction semantics (upstream-exact) are the ground truth a pattern is
@@ -31,7 +33,6 @@ checked against; it depends only on the ISA and the configuration.
 from __future__ import annotations
 
 import dataclasses
-from itertools import product
 
 import numpy as np
 
@@ -43,19 +44,23 @@ from embedder.ops.alu import IMMEDIATE, AluNest, apply_alu
 from embedder.ops.ir import Access, LoopNest
 from embedder.sim.functional import execute, new_state
 
-# Slots of each instruction: the slot name, its buffer, and its buffer index in the checking micro-op.
+# The operand slots of each instruction and the buffer each one lives in (named by the buffer, but for the ALU's
+# second acc operand, `src`, as its micro-op field).
 GEMM_SLOTS = {"acc": "acc", "inp": "inp", "wgt": "wgt"}
 ALU_SLOTS = {"acc": "acc", "src": "acc"}
 CHECK_TRIALS = 4  # one with every lane random, then random lane subsets
 SEED = 0
 
 
-def bind_slots(nest: LoopNest, buffers: dict[str, str], instruction: str) -> dict[str, str]:
-    """Pattern tensor -> instruction slot, from the operands' buffers (SpecError when the instruction has no such
-    operand).  The output's access was checked by the caller."""
+def bind_slots(nest: LoopNest, buffers: dict[str, str], accesses: dict[str, str], instruction: str) -> dict[str, str]:
+    """Pattern tensor -> instruction slot, from the operands' buffers and access kinds (SpecError when the
+    instruction has no such operand): the output is read and written in acc, every other operand only read."""
     out = nest.output.tensor
     if buffers[out] != "acc":
         raise SpecError(f"the {instruction} writes the acc buffer, but output '{out}' is in '{buffers[out]}'")
+    for tensor, access in accesses.items():
+        if tensor != out and access != "read":
+            raise SpecError(f"the {instruction} only reads its source operands, but '{tensor}' has access '{access}'")
     if instruction == "GEMM":
         factors = {buffers[nest.lhs.tensor]: nest.lhs.tensor, buffers[nest.rhs.tensor]: nest.rhs.tensor}
         if set(factors) != {"inp", "wgt"}:
@@ -110,6 +115,32 @@ def check_lanes(nest: LoopNest, slots: dict[str, str], instruction: str, config:
                                 f"of {symbol}")
 
 
+def core_axes(nest: LoopNest, slots: dict[str, str], instruction: str, config: HwConfig) -> dict[str, str]:
+    """dim -> the core axis (BATCH, BLOCK_IN, BLOCK_OUT) its lanes are.  One dim per axis, one axis per dim, and
+    every operand whose element has that axis indexes it with that dim or (a one-lane axis) all leave it out:
+    then the lanes the code generator lays out are the lanes the instruction computes on."""
+    axis_of_dim: dict[str, str] = {}
+    dim_of_axis: dict[str, str | None] = {}
+    for access in _accesses(nest):
+        buffer = (GEMM_SLOTS if instruction == "GEMM" else ALU_SLOTS)[slots[access.tensor]]
+        symbols = element_positions(slots[access.tensor], len(access.index), instruction, config, access.tensor)
+        indexed = dict(zip(symbols, (part.dims[0] for part in access.index)))
+        for symbol in ELEMENT_AXES[buffer]:
+            dim = indexed.get(symbol)
+            if symbol in dim_of_axis and dim_of_axis[symbol] != dim:
+                other = dim_of_axis[symbol]
+                raise SpecError(f"operand '{access.tensor}' {'leaves out' if dim is None else f'indexes with {dim!r}'} "
+                                f"the {symbol} axis, which another operand "
+                                f"{'leaves out' if other is None else f'indexes with {other!r}'}: each core axis is "
+                                f"one dim in every operand that has it")
+            dim_of_axis[symbol] = dim
+            if dim is not None:
+                if axis_of_dim.get(dim, symbol) != symbol:
+                    raise SpecError(f"dim '{dim}' is on two core axes, {axis_of_dim[dim]} and {symbol}")
+                axis_of_dim[dim] = symbol
+    return axis_of_dim
+
+
 def check_execution(nest: LoopNest, slots: dict[str, str], instruction: str, alu_opcode: str | None,
                     config: HwConfig) -> None:
     """Run one micro-op on the simulator and compare every addressed output lane with the statement."""
@@ -120,14 +151,23 @@ def check_execution(nest: LoopNest, slots: dict[str, str], instruction: str, alu
         simulated = _simulate(elements, instruction, alu_opcode, imm, config)
         expected, written = _evaluate(nest, slots, instruction, elements, imm, config)
         out_view = _view(simulated, len(nest.output.index))
-        for point in product(*(range(dim.size) for dim in nest.dims)):
-            values = dict(zip((dim.name for dim in nest.dims), point))
-            lane = tuple(int(part.evaluate(values)) for part in nest.output.index)
-            if written[lane] and out_view[lane] != expected[lane]:
-                where = ", ".join(f"{name}={values[name]}" for name in _output_dims(nest))
-                raise SpecError(f"does not compute what {_mnemonic(instruction, alu_opcode)} computes: first "
-                                f"differing lane {nest.output.tensor}[{where}]: the instruction gives "
-                                f"{int(out_view[lane])}, the statement {int(expected[lane])}")
+        differs = written & (out_view != expected)
+        if differs.any():
+            lane = _first_differing_lane(nest, differs)
+            values = dict(zip((dim.name for dim in nest.dims), lane[1]))
+            where = ", ".join(f"{name}={values[name]}" for name in _output_dims(nest))
+            raise SpecError(f"does not compute what {_mnemonic(instruction, alu_opcode)} computes: first "
+                            f"differing lane {nest.output.tensor}[{where}]: the instruction gives "
+                            f"{int(out_view[lane[0]])}, the statement {int(expected[lane[0]])}")
+
+
+def _first_differing_lane(nest: LoopNest, differs: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The output lane that differs at the first point of the statement's dims, in row-major order; and the point."""
+    grids = np.meshgrid(*[np.arange(dim.size) for dim in nest.dims], indexing="ij")
+    point = {dim.name: grid.ravel() for dim, grid in zip(nest.dims, grids)}
+    lanes = tuple(np.broadcast_to(part.evaluate(point), grids[0].size) for part in nest.output.index)
+    first = int(np.flatnonzero(differs[lanes])[0])
+    return tuple(int(lane[first]) for lane in lanes), tuple(int(grid.ravel()[first]) for grid in grids)
 
 
 def check_codegen_form(nest: LoopNest, slots: dict[str, str], instruction: str, config: HwConfig) -> None:

@@ -75,7 +75,6 @@ class CostModel:
         self.geometries = operand_geometries(nest, embedding)
         self.double = double_buffer
         config = self.config
-        self.depth = {"acc": config.acc_depth, "inp": config.inp_depth, "wgt": config.wgt_depth}
         self.elem_bytes = {"inp": config.inp_elem_bytes, "wgt": config.wgt_elem_bytes, "acc": config.out_elem_bytes}
 
     def halves(self, operand: str, tile: dict[str, int]) -> int:
@@ -91,8 +90,8 @@ class CostModel:
             need = self.halves(operand, tile) * geometry.box_elements(tile)
             if operand == "acc" and all(tile[d] == 1 for d in self.dims if d not in self.reductions):
                 need += 1  # scratch element for a single-element accumulator tile
-            if need > self.depth[operand]:
-                return f"{operand} tile of {need} elements exceeds the {operand} buffer ({self.depth[operand]})"
+            if need > self.config.depth(operand):
+                return f"{operand} tile of {need} elements exceeds the {operand} buffer ({self.config.depth(operand)})"
         tables = prod(tile.values()) // max(1, prod(sorted(tile.values())[-2:]))
         if tables * 8 > self.config.uop_depth:
             return f"micro-op tables of {tables} entries (x8 buffer-half variants) exceed the micro-op buffer"

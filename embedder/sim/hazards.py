@@ -44,10 +44,6 @@ _SHARED = {"inp": (Module.LOAD, Module.COMPUTE), "wgt": (Module.LOAD, Module.COM
 _LOAD_TARGET = {MemType.INP: "inp", MemType.WGT: "wgt", MemType.ACC: "acc", MemType.ACC_8BIT: "acc", MemType.UOP: "uop"}
 
 
-def _depths(config: HwConfig) -> dict[str, int]:
-    return {"inp": config.inp_depth, "wgt": config.wgt_depth, "acc": config.acc_depth, "uop": config.uop_depth}
-
-
 def _padded_size(insn: Load) -> int:
     return (insn.x_pad_0 + insn.x_size + insn.x_pad_1) * (insn.y_pad_0 + insn.y_size + insn.y_pad_1)
 
@@ -57,7 +53,7 @@ class _Checker:
         self.insns = insns
         self.config = config
         self.dram = dram
-        self.depths = _depths(config)
+        self.depths = {name: config.depth(name) for name in ("inp", "wgt", "acc", "uop")}
         self.clocks = sched.clocks
         self.position = sched.position
         self.module = sched.module

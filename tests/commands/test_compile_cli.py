@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from cli import main
@@ -53,3 +54,23 @@ def test_an_incomplete_enumeration_is_said_not_hidden():
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["solver"]["timed_out"] is True
     assert "warning: dense m=8,n=20,k=33: the solver's time limit ended the enumeration" in result.stderr
+
+
+def test_a_cut_short_solve_is_reported_in_json_and_on_stderr():
+    args = ["--op", "conv", "--shape", "n=1,c=1,h=161,w=700,k=32,r=5,s=20,stride=2", "--time-limit", "0.001", "--json"]
+    reports = [CliRunner().invoke(main, args) for _ in range(2)]
+    for result in reports:
+        assert result.exit_code == 0, result.output
+        assert result.stderr.startswith("warning: ") and "time limit" in result.stderr and "gap" in result.stderr
+    first, second = (json.loads(result.stdout) for result in reports)
+    assert first["solver"]["timed_out"] and first["solver"]["gap"] > 0 and first["solver"]["best_bound"] is not None
+    assert first["cycles"] == second["cycles"] and first["embedding"] == second["embedding"]  # deterministic
+
+
+@pytest.mark.parametrize("option, value", [("--time-limit", "0"), ("--time-limit", "-1"), ("--time-limit", "nan"),
+                                           ("--time-limit", "inf"), ("--time-limit", "ten"), ("--seed", "-1"),
+                                           ("--seed", "4294967296")])
+def test_option_values_are_usage_errors(option, value):
+    result = CliRunner().invoke(main, ["--op", "relu", "--shape", "c=4,h=2,w=2", option, value])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert f"Invalid value for '{option}'" in result.stderr

@@ -66,7 +66,7 @@ def test_resuming_with_another_hardware_is_refused(tmp_path):
     result = CliRunner().invoke(cli.main, ["deepbench", "--suite", "gemm", "--quick", "--hw", "pynq_1x32x32",
                                            "--out", str(out)])
     assert result.exit_code == 2
-    assert "holds rows for hw pynq_1x16x16" in result.output
+    assert "holds a run with other settings (hw 'pynq_1x16x16' -> 'pynq_1x32x32'" in result.output
 
 
 def test_resuming_into_rows_of_an_older_format_is_refused(tmp_path):
@@ -77,14 +77,17 @@ def test_resuming_into_rows_of_an_older_format_is_refused(tmp_path):
     (out / "rows.jsonl").write_text(json.dumps(old_row) + "\n")
     result = CliRunner().invoke(cli.main, ["deepbench", "--suite", "gemm", "--quick", "--out", str(out)])
     assert result.exit_code == 2
-    assert "holds rows of format 1, this version writes format 4" in result.output
+    assert "rows.jsonl: row 1 (gemm-device-079) is from another run (run key None" in result.output
 
 
 def test_resuming_with_another_version_of_the_spec_is_refused(tmp_path):
-    """The same name with other contents (the default spec before calibration) does not resume."""
+    """The same name with other contents (here a 1x32x32 core still called pynq_1x16x16) does not resume."""
     out = tmp_path / "results"
     assert run(["--suite", "gemm", "--quick", "--jobs", "1", "--out", str(out)]).exit_code == 0
-    rows = out / "rows.jsonl"
-    rows.write_text(rows.read_text().replace(load_spec().fingerprint(), "0123456789abcdef"))
-    result = run(["--suite", "gemm", "--quick", "--jobs", "1", "--out", str(out)])
-    assert result.exit_code == 2 and "another version of spec pynq_1x16x16" in result.output
+    base = load_spec()
+    impostor = tmp_path / "pynq_1x16x16.toml"
+    impostor.write_text(base.path.read_text().replace("LOG_BLOCK = 4", "LOG_BLOCK = 5").replace(
+        '"patterns/vta.toml"', json.dumps(str(base.pattern_files[0]))))
+    result = run(["--suite", "gemm", "--quick", "--jobs", "1", "--hw", str(impostor), "--out", str(out)])
+    assert result.exit_code == 2 and "holds a run with other settings (hw_fingerprint" in result.output
+    assert len((out / "rows.jsonl").read_text().splitlines()) == 2  # nothing mixed in

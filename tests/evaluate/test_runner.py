@@ -92,3 +92,69 @@ def test_sigterm_stops_the_pool_and_keeps_finished_rows(tmp_path):
         time.sleep(0.1)
     assert multiprocessing.active_children() == []
     assert sorted(row["key"] for row in read_rows(rows_path)) == sorted(item.key for item in quick)
+
+
+SETTINGS = {"tool": "0.1.0", "row_format": 4, "hw": "pynq_1x16x16", "hw_fingerprint": "aaaa", "suite": "all",
+            "set": "device", "quick": False, "timing_only": True}
+
+
+def test_a_complete_last_row_without_its_newline_gets_one_and_is_kept(tmp_path, operators):
+    rows_path = tmp_path / "rows.jsonl"
+    complete = {"key": operators[0].key, "status": "ok"}
+    rows_path.write_text(json.dumps(complete))  # no newline: the next row must not be glued onto it
+    recorder = Recorder()
+    run_batch(operators[:2], recorder, rows_path, jobs=1, progress=False)
+    assert recorder.calls == [operators[1].key]
+    assert [row["key"] for row in read_rows(rows_path)] == [operators[0].key, operators[1].key]
+    assert rows_path.read_text().count("\n") == 2
+
+
+def test_a_malformed_line_is_named_not_a_traceback(tmp_path, operators):
+    rows_path = tmp_path / "rows.jsonl"
+    rows_path.write_text(json.dumps({"key": "a"}) + "\n{oops\n" + json.dumps({"key": "b"}) + "\n")
+    with pytest.raises(EmbedderError, match=r"rows.jsonl: line 2 is not a JSON row"):
+        run_batch(operators, Recorder(), rows_path, jobs=1, progress=False)
+    rows_path.write_text("[1, 2]\n")
+    with pytest.raises(EmbedderError, match=r"line 1 is not a row"):
+        read_rows(rows_path)
+
+
+def test_a_rows_file_that_is_a_directory_is_refused_before_any_work(tmp_path, operators):
+    (tmp_path / "rows.jsonl").mkdir()
+    recorder = Recorder()
+    with pytest.raises(EmbedderError, match="rows.jsonl: not a file"):
+        run_batch(operators, recorder, tmp_path / "rows.jsonl", jobs=1, progress=False, settings=SETTINGS)
+    assert recorder.calls == []
+
+
+def test_a_run_resumes_only_into_rows_of_the_same_settings(tmp_path, operators):
+    rows_path = tmp_path / "rows.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(operators, InterruptAfter(3), rows_path, jobs=1, progress=False, settings=SETTINGS)
+    other_core = {**SETTINGS, "hw_fingerprint": "bbbb"}  # a spec of the same name with other contents
+    with pytest.raises(EmbedderError, match=r"holds a run with other settings \(hw_fingerprint 'aaaa' -> 'bbbb'\)"):
+        run_batch(operators, Recorder(), rows_path, jobs=1, progress=False, settings=other_core)
+    recorder = Recorder()
+    rows = run_batch(operators, recorder, rows_path, jobs=1, progress=False, settings=SETTINGS)
+    assert len(recorder.calls) == len(operators) - 3 and len(rows) == len(operators)
+    assert len({row["run_key"] for row in read_rows(rows_path)}) == 1
+
+
+def test_rows_of_another_run_without_a_manifest_are_refused(tmp_path, operators):
+    rows_path = tmp_path / "rows.jsonl"
+    run_batch(operators[:2], Recorder(), rows_path, jobs=1, progress=False)  # no settings: no run key
+    with pytest.raises(EmbedderError, match=r"row 1 \(.*\) is from another run"):
+        run_batch(operators, Recorder(), rows_path, jobs=1, progress=False, settings=SETTINGS)
+
+
+def test_one_run_at_a_time_per_directory(tmp_path, operators):
+    from embedder.evaluate.runner import exclusive
+
+    rows_path = tmp_path / "rows.jsonl"
+    recorder = Recorder()
+    with exclusive(rows_path):
+        with pytest.raises(EmbedderError, match=r"rows.jsonl.lock: another run \(pid \d+\) is writing"):
+            run_batch(operators, recorder, rows_path, jobs=1, progress=False, settings=SETTINGS)
+    assert recorder.calls == []
+    run_batch(operators[:1], recorder, rows_path, jobs=1, progress=False, settings=SETTINGS)  # released
+    assert recorder.calls == [operators[0].key]

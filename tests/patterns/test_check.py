@@ -51,17 +51,19 @@ def test_a_gemm_pattern_loads_exactly_when_its_lanes_are_the_hardwares(tmp_path_
 
 
 @pytest.mark.parametrize("opcode, op", [("MIN", "min"), ("MAX", "max"), ("ADD", "add"), ("SHR", "shr"), ("MUL", "mul")])
-@pytest.mark.parametrize("src_index, accepted", [("p, q", True), ("q, p", False), ("p, 0", False)])
-def test_alu_patterns_read_their_src_lane_by_lane(tmp_path, opcode, op, src_index, accepted):
+@pytest.mark.parametrize("src_index, rejection", [("p, q", None),
+                                                  ("q, p", "index 'q' of operand 's' reaches lane 15, outside the 2 lanes of BATCH"),
+                                                  ("p, 0", r"does not compute what ALU \w+ computes: first differing lane d\[p=0, q=1\]")])
+def test_alu_patterns_read_their_src_lane_by_lane(tmp_path, opcode, op, src_index, rejection):
     path = tmp_path / "alu.toml"
     path.write_text(f'[[pattern]]\nname = "a"\ninstruction = "ALU"\nalu_opcode = "{opcode}"\n'
                     f'statement = "d[p, q] = {op}(d[p, q], s[{src_index}])"\ndims = {{ p = "BATCH", q = "BLOCK_OUT" }}\n'
                     'operands = { d = { buffer = "acc", access = "read_write" }, s = { buffer = "acc", access = "read" } }\n')
-    if accepted:
+    if rejection is None:
         (pattern,) = load_pattern_file(path, CONFIG)
         assert pattern.written_as == {"acc": "d", "src": "s"}
     else:
-        with pytest.raises(SpecError, match="pattern 'a': "):
+        with pytest.raises(SpecError, match=f"pattern 'a': {rejection}"):
             load_pattern_file(path, CONFIG)
 
 

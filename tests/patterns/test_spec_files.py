@@ -44,6 +44,9 @@ REJECTED = {
     "unknown_opcode": ("unknown_opcode.toml", "'SUB' is not one of"),
     "missing_alu_op": ("missing_alu_op.toml", "ALU operation 'sub' is not one of"),
     "factor_in_acc": ("factor_in_acc.toml", "a GEMM multiplies one inp operand by one wgt operand"),
+    "written_factor": ("written_factor.toml", "the GEMM only reads its source operands, but 'inp' has access 'read_write'"),
+    "inp_without_batch": ("inp_without_batch.toml", "operand 'inp' leaves out the BATCH axis, which another operand "
+                                                    "indexes with 'b'"),
     "missing_pattern_file": ("missing_pattern_file.toml", "no pattern file patterns/no_such_file.toml"),
     "acc_64bit": ("acc_64bit.toml", "LOG_ACC_WIDTH = 6: only 32-bit accumulators"),
     "inp_16bit": ("inp_16bit.toml", "only 8-bit inputs and weights"),
