@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from math import prod
 
+from embedder import limits
 from embedder.baselines import Baseline, compile_baselines
 from embedder.codegen.program import CompiledProgram
 from embedder.embedding.model import SolverStats, enumerate_embeddings, select_pattern
@@ -30,7 +32,7 @@ from embedder.embedding.types import Embedding, tensor_layout
 from embedder.errors import InfeasibleError
 from embedder.evaluate.metrics import Bounds, alu_bounds, bounds
 from embedder.hw.spec import HwSpec
-from embedder.ops.alu import ElementwiseAdd, MaxPool, Relu, Requantize
+from embedder.ops.alu import IMMEDIATE, ElementwiseAdd, MaxPool, Relu, Requantize
 from embedder.ops.alu_kernel import AluKernel, alu_kernel
 from embedder.ops.conv2d import Conv2d
 from embedder.ops.gemm import Gemm
@@ -98,6 +100,7 @@ def compile_operator(operator, spec: HwSpec, time_limit: float = 10.0, embedding
     """
     start = time.perf_counter()
     kernel = alu_kernel(operator) if isinstance(operator, ALU_OPERATORS) else None
+    _check_size(operator, kernel.nests if kernel is not None else (operator.loop_nest(),))
     if kernel is not None:
         nest = kernel.nest
         for other in kernel.nests:
@@ -140,6 +143,13 @@ def compile_operator(operator, spec: HwSpec, time_limit: float = 10.0, embedding
         raise InfeasibleError(f"{nest.name}: no embedding can be scheduled on {spec.name}: {reasons}")
     return CompileResult(operator, nest, spec, best, time.perf_counter() - start, tried, source, search_cycles, kernel,
                          baselines or {}, enumeration.stats)
+
+
+def _check_size(operator, nests) -> None:
+    """Refuse an operator whose tensors alone exceed the limit, before any data, layout or program exists."""
+    elements = {access.tensor: prod(access.shape) for nest in nests for access in nest.accesses
+                if access.tensor != IMMEDIATE}
+    limits.check("tensor_elements", sum(elements.values()), f"{nests[0].name} of shape {dict(nests[0].sizes)}")
 
 
 def _worth_timing(ranked: list, embeddings: int) -> list:

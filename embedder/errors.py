@@ -32,3 +32,7 @@ class OperatorError(EmbedderError):
 
 class InfeasibleError(EmbedderError):
     """No embedding or schedule exists; the message says which limit prevents it."""
+
+
+class ResourceError(EmbedderError):
+    """An input would need more memory or work than a resource limit allows (`embedder.limits`)."""

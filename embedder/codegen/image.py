@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from embedder import limits
 from embedder.codegen.program import CompiledProgram, DramTensor
 from embedder.embedding.types import source_indices
 from embedder.errors import EmbedderError
@@ -66,6 +67,7 @@ def build_bundle(program: CompiledProgram, tensors: dict[str, np.ndarray]) -> Bu
     config = program.config
     uop_bytes = len(program.uops) * config.uop_elem_bytes
     insn_offset = -(-(program.regions.uop_offset + uop_bytes) // INSN_BYTES) * INSN_BYTES
+    limits.check("dram_bytes", insn_offset + len(program.insns) * INSN_BYTES, "the program's DRAM image")
     dram = np.zeros(insn_offset + len(program.insns) * INSN_BYTES, dtype=np.uint8)
     regions = tensor_regions(program)
     for region, placed in zip(program.regions.tensors, regions):

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, replace
 from itertools import product
 from math import ceil, prod
 
+from embedder import limits
 from embedder.errors import InfeasibleError
 from embedder.hw.config import LOOP_ITER_BITS, MAX_STRIDE, MEM_SIZE_BITS, HwConfig
 from embedder.isa.instructions import Alu, AluOp, Deps, Finish, Gemm, Instruction, Load, MemType, Store, Uop, dram_elem_bytes_table
@@ -181,6 +182,8 @@ def tile_steps(dims: dict[str, int], schedule: Schedule, reductions: frozenset[s
     """Every tile step in the schedule's order (last tile along a dim may be short); with `output_tiles`,
     only the steps of the first that many accumulator tiles."""
     counts = [ceil(dims[d] / schedule.tile[d]) for d in schedule.order]
+    if output_tiles is None:  # a prefix of a few accumulator tiles is short whatever the whole program's length
+        limits.check("tile_steps", prod(counts), f"the program of tile {schedule.tile}")
     reduction_positions = [p for p, d in enumerate(schedule.order) if d in reductions]
     steps = []
     output_tile = -1

@@ -26,6 +26,13 @@ LOG_KEYS = (
     "LOG_BUS_WIDTH",
 )
 
+# The range of each LOG_* key: the data widths VTA names (1 to 64 bits), up to 256 lanes per core axis, buffers up
+# to 16 MiB, buses of 8 to 1024 bits.  Wider ranges would not fit the ISA's fields (validate) anyway.
+LOG_RANGES = {"LOG_INP_WIDTH": (0, 6), "LOG_WGT_WIDTH": (0, 6), "LOG_ACC_WIDTH": (0, 6), "LOG_BATCH": (0, 8),
+              "LOG_BLOCK": (0, 8), "LOG_BLOCK_IN": (0, 8), "LOG_BLOCK_OUT": (0, 8), "LOG_UOP_BUFF_SIZE": (2, 24),
+              "LOG_INP_BUFF_SIZE": (0, 24), "LOG_WGT_BUFF_SIZE": (0, 24), "LOG_ACC_BUFF_SIZE": (0, 24),
+              "LOG_BUS_WIDTH": (3, 10)}
+
 # Fixed ISA widths (hw_spec_const.h); they do not depend on the configuration.
 OPCODE_BITS = 3
 MEMORY_TYPE_BITS = 3
@@ -350,12 +357,11 @@ class HwConfig:
         Raises SpecError naming the first violated limit.
         """
         for key in LOG_KEYS:
-            if getattr(self, key) < 0:
-                raise SpecError(f"{key} = {getattr(self, key)} must be >= 0")
+            low, high = LOG_RANGES[key]
+            if not low <= getattr(self, key) <= high:
+                raise SpecError(f"{key} = {getattr(self, key)} is outside {low}..{high}")
         if self.inp_width != 8 or self.wgt_width != 8:
             raise SpecError("only 8-bit inputs and weights are supported (LOG_INP_WIDTH = LOG_WGT_WIDTH = 3)")
-        if self.LOG_BUS_WIDTH < 3:
-            raise SpecError(f"LOG_BUS_WIDTH = {self.LOG_BUS_WIDTH} is narrower than one byte")
         for what, bits in (
             ("inp element", self.inp_elem_bits),
             ("wgt element", self.wgt_elem_bits),
@@ -409,8 +415,12 @@ class HwConfig:
 
     @classmethod
     def from_log_keys(cls, keys: dict, name: str = "custom") -> "HwConfig":
-        """From LOG_* keys, with LOG_BLOCK as shorthand for equal LOG_BLOCK_IN and LOG_BLOCK_OUT."""
+        """From LOG_* keys, with LOG_BLOCK as shorthand for equal LOG_BLOCK_IN and LOG_BLOCK_OUT; each an integer
+        (`validate` checks its range before any size is derived from it)."""
         keys = dict(keys)
+        for key, value in keys.items():
+            if key in LOG_RANGES and (not isinstance(value, int) or isinstance(value, bool)):
+                raise SpecError(f"{key} = {value!r} is not an integer")
         if "LOG_BLOCK" in keys:
             if "LOG_BLOCK_IN" in keys or "LOG_BLOCK_OUT" in keys:
                 raise SpecError("give LOG_BLOCK or LOG_BLOCK_IN and LOG_BLOCK_OUT, not both")
@@ -421,6 +431,6 @@ class HwConfig:
             missing[missing.index("LOG_BLOCK_IN")] = "LOG_BLOCK (or LOG_BLOCK_IN and LOG_BLOCK_OUT)"
         if missing:
             raise SpecError(f"hardware configuration lacks {', '.join(missing)}")
-        config = cls(**{key: int(keys[key]) for key in LOG_KEYS}, name=name)
+        config = cls(**{key: keys[key] for key in LOG_KEYS}, name=name)
         config.validate()
         return config

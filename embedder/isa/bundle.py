@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from embedder.errors import BundleError, EmbedderError
+from embedder import limits
 from embedder.hw.config import HwConfig
 from embedder.isa.encoding import INSN_BYTES, decode_program
 from embedder.isa.instructions import Instruction
@@ -124,9 +125,9 @@ def _parse_tensor(entry, index: int, program_path: Path, dram_size: int, dram_pa
     shape = entry["shape"]
     _require(isinstance(shape, list) and all(_is_int(d) and d >= 0 for d in shape), program_path,
              f"{where}: shape must be a list of integers >= 0")
-    _require(entry["dtype"] in TENSOR_DTYPES, program_path,
+    _require(isinstance(entry["dtype"], str) and entry["dtype"] in TENSOR_DTYPES, program_path,
              f"{where}: dtype '{entry['dtype']}' is not one of {', '.join(TENSOR_DTYPES)}")
-    _require(entry["role"] in TENSOR_ROLES, program_path,
+    _require(isinstance(entry["role"], str) and entry["role"] in TENSOR_ROLES, program_path,
              f"{where}: role '{entry['role']}' is not one of {', '.join(TENSOR_ROLES)}")
     region = TensorRegion(name, entry["offset"], tuple(shape), entry["dtype"], entry["role"])
     _require(region.offset + region.nbytes <= dram_size, dram_path,
@@ -162,6 +163,7 @@ def read_bundle(path: str | Path) -> Bundle:
     _require(offset % INSN_BYTES == 0, program_path, f"insn.offset {offset} is not {INSN_BYTES}-byte aligned")
     tensors_json = program.get("tensors", [])
     _require(isinstance(tensors_json, list), program_path, "'tensors' must be a list")
+    limits.check("dram_bytes", dram_path.stat().st_size, f"{dram_path}")
     dram = np.fromfile(dram_path, dtype=np.uint8)
     insn_end = offset + count * INSN_BYTES
     _require(insn_end <= dram.size, dram_path,

@@ -33,6 +33,7 @@ from typing import Sequence
 
 import numpy as np
 
+from embedder import limits
 from embedder.errors import SimulationError
 from embedder.hw.config import HwConfig
 from embedder.isa.encoding import decode_uops
@@ -159,6 +160,26 @@ class _Checker:
     def alu(self, index: int, insn: Alu) -> None:
         dst, _src, _wgt = self.loop_indices(index, insn)
         self.write(index, "acc", dst)
+
+
+def check_sizes(insns: Sequence[Instruction], config: HwConfig) -> None:
+    """Before any per-element array exists: every LOAD and STORE fits its on-chip buffer, and every GEMM or ALU
+    instruction's micro-op iterations fit the limit (`embedder.limits`).  A hostile bundle with legal but huge
+    fields is then an error, not an allocation of gigabytes."""
+    for index, insn in enumerate(insns):
+        if isinstance(insn, (Gemm, Alu)):
+            iterations = insn.iter_out * insn.iter_in * max(0, insn.uop_end - insn.uop_bgn)
+            limits.check("insn_iterations", iterations, f"instruction {index} ({describe(insn)})")
+            continue
+        if isinstance(insn, Load) and insn.memory_type in _LOAD_TARGET:  # another memory type is the simulator's error
+            name, elements = _LOAD_TARGET[insn.memory_type], _padded_size(insn)
+        elif isinstance(insn, Store):
+            name, elements = "acc", insn.y_size * insn.x_size
+        else:
+            continue
+        if elements and insn.sram_base + elements > config.depth(name):
+            raise SimulationError(f"instruction {index} ({describe(insn)}) moves {elements} elements from "
+                                  f"{name}[{insn.sram_base}], past the end of the buffer (depth {config.depth(name)})")
 
 
 def check_hazards(

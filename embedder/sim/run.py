@@ -17,7 +17,7 @@ from embedder.hw.spec import DEFAULT_SPEC, TimingModel, available_specs, load_sp
 from embedder.isa.bundle import read_bundle
 from embedder.isa.instructions import Instruction
 from embedder.sim.functional import execute_all, new_state
-from embedder.sim.hazards import check_hazards
+from embedder.sim.hazards import check_hazards, check_sizes
 from embedder.sim.schedule import schedule
 
 
@@ -43,6 +43,7 @@ def run_program(
     runs) the upstream counters of vta-isa.md section 5.  Raises SimulationError
     for a malformed program (deadlock, missing FINISH, race, overrun, ...).
     """
+    check_sizes(insns, config)
     sched = schedule(insns, config, timing)
     # A race leaves the functional result undefined, so a functional run always
     # checks races; back-to-back accumulation is a hardware timing hazard with a
