@@ -17,6 +17,7 @@ import click
 from embedder.driver import CompileResult, baseline_records, compile_operator, program_record, reduced_operator, speedups
 from embedder.errors import InfeasibleError
 from embedder.evaluate.row import verify_untuned_shrunk
+from embedder.files import write_atomically
 from embedder.hw.spec import load_spec
 from embedder.isa.bundle import write_bundle
 from embedder.measure import run_and_verify
@@ -71,7 +72,7 @@ def compile_command(op_name, shape, hw, out_dir, as_json, time_limit, seed) -> N
         path = Path(out_dir)
         write_bundle(path / "bundle", check.bundle)
         document["bundle"] = str(path / "bundle")
-        (path / "report.json").write_text(json.dumps(document, indent=1) + "\n")
+        write_atomically(path / "report.json", json.dumps(document, indent=1) + "\n")
     if as_json:
         click.echo(json.dumps(document))
     else:
@@ -184,4 +185,4 @@ def bench_compile_command(hw: str, suite: str, op_set: str, verify: bool, time_l
         click.echo(line)
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+        write_atomically(Path(out), "\n".join(json.dumps(row) for row in rows) + "\n")

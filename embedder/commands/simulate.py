@@ -11,6 +11,7 @@ import click
 import numpy as np
 
 from embedder.errors import EmbedderError
+from embedder.files import write_atomically
 from embedder.hw.spec import HwSpec, load_spec
 from embedder.isa.bundle import DRAM_FILE, read_bundle
 from embedder.isa.disasm import format_program
@@ -29,8 +30,8 @@ def sim_command(bundle: str, out_dir: str, timing_only: bool, strict: bool) -> N
     result = run_bundle(bundle, functional=not timing_only, strict=strict)
     out.mkdir(parents=True, exist_ok=True)
     if result.dram is not None:
-        result.dram.tofile(out / DRAM_FILE)
-    (out / STATS_FILE).write_text(json.dumps(result.stats, indent=2) + "\n")
+        write_atomically(out / DRAM_FILE, result.dram.tobytes())
+    write_atomically(out / STATS_FILE, json.dumps(result.stats, indent=2) + "\n")
     written = STATS_FILE if timing_only else f"{DRAM_FILE} and {STATS_FILE}"
     click.echo(f"{result.stats['cycles']} cycles ({result.stats['timing_spec']} timing); wrote {written} to {out}")
 

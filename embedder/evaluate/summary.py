@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
 from embedder.baseline.reference import BASELINES  # noqa: E402
+from embedder.files import write_atomically  # noqa: E402
 from embedder.hw.config import HwConfig  # noqa: E402
 
 STRATEGIES = BASELINES + ("embedder",)
@@ -403,7 +404,7 @@ def plot_roofline(rows: list[dict], config: HwConfig, dram_rate: float, path: Pa
 def write_summary(rows: list[dict], config: HwConfig, out_dir: Path, title: str, dram_rate: float) -> dict[str, Path]:
     """summary.md, summary.csv, speedup.png and roofline.png in out_dir; returns their paths."""
     paths = {name: out_dir / name for name in ("summary.md", "summary.csv", "speedup.png", "roofline.png")}
-    paths["summary.md"].write_text(markdown(rows, config, title, dram_rate))
+    write_atomically(paths["summary.md"], markdown(rows, config, title, dram_rate))
     write_csv(rows, paths["summary.csv"])
     plot_speedup(rows, paths["speedup.png"])
     plot_roofline(rows, config, dram_rate, paths["roofline.png"])

@@ -17,6 +17,7 @@ import numpy as np
 
 from embedder.errors import BundleError, EmbedderError
 from embedder import limits
+from embedder.files import replace_directory
 from embedder.hw.config import HwConfig
 from embedder.isa.encoding import INSN_BYTES, decode_program
 from embedder.isa.instructions import Instruction
@@ -177,8 +178,10 @@ def read_bundle(path: str | Path) -> Bundle:
 
 
 def write_bundle(path: str | Path, bundle: Bundle) -> None:
-    """Write `bundle` as a directory (created if missing) with dram.bin and program.json."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    np.asarray(bundle.dram, dtype=np.uint8).tofile(path / DRAM_FILE)
-    (path / PROGRAM_FILE).write_text(json.dumps(bundle.program_json(), indent=1) + "\n")
+    """Write `bundle` as a directory with dram.bin and program.json, in place of any earlier one, whole or not at
+    all (`files.replace_directory`)."""
+    def fill(directory: Path) -> None:
+        (directory / DRAM_FILE).write_bytes(np.asarray(bundle.dram, dtype=np.uint8).tobytes())
+        (directory / PROGRAM_FILE).write_text(json.dumps(bundle.program_json(), indent=1) + "\n")
+
+    replace_directory(Path(path), fill)
