@@ -227,15 +227,36 @@ def calibrate(logs, hw, out_path, train, names, verify, no_leave_one_out):
 @click.option("--set", "op_set", type=click.Choice(["server", "device", "all"]), default="all", show_default=True)
 @hw_option()
 @click.option("--jobs", type=JOBS, default=2, show_default=True)
+@click.option("--scheduler", help="Run on the Dask cluster of this scheduler (tcp://HOST:8786) instead of --jobs "
+                                  "local processes.")
 @click.option("--out", "out_dir", default="results", show_default=True, type=click.Path(file_okay=False),
               callback=_nonempty_path)
 @click.option("--quick", is_flag=True, help="A small representative subset (CI, README).")
 @click.option("--timing-only", is_flag=True, help="Skip functional simulation of the full-size programs.")
-def deepbench(suite, op_set, hw, jobs, out_dir, quick, timing_only):
+def deepbench(suite, op_set, hw, jobs, scheduler, out_dir, quick, timing_only):
     """Evaluate DeepBench inference operators: the embedder against the untuned, rule and tuned baselines."""
     from embedder.commands.evaluate import deepbench_command
 
-    deepbench_command(suite, op_set, hw, jobs, out_dir, quick, timing_only)
+    deepbench_command(suite, op_set, hw, jobs, out_dir, quick, timing_only, scheduler)
+
+
+@main.command()
+@click.argument("grid", type=click.Path(dir_okay=False))
+@click.option("--suite", type=click.Choice(["conv", "gemm", "all", "grouped"]), default="conv", show_default=True)
+@click.option("--set", "op_set", type=click.Choice(["server", "device", "all"]), default="all", show_default=True)
+@click.option("--quick", is_flag=True, help="Only DeepBench's quick operators.")
+@click.option("--variants", "first", type=click.IntRange(1, 100000), help="Only the first N variants of the grid.")
+@click.option("--out", "out_dir", default="sweep", show_default=True, type=click.Path(file_okay=False),
+              callback=_nonempty_path)
+@click.option("--scheduler", help="Address of an existing Dask scheduler (tcp://HOST:8786); default: a LocalCluster.")
+@click.option("--workers", type=JOBS, help="LocalCluster worker processes (default: one per core).")
+@click.option("--verify-full", is_flag=True, help="Simulate full-size programs functionally (default: timing only, "
+                                                  "each operator verified on a shrunk shape as deepbench --timing-only).")
+def sweep(grid, suite, op_set, quick, first, out_dir, scheduler, workers, verify_full):
+    """Hardware design-space sweep: every variant of GRID x operator, embedder and baselines, on Dask."""
+    from embedder.commands.sweep import sweep_command
+
+    sweep_command(grid, suite, op_set, quick, first, out_dir, scheduler, workers, not verify_full)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import click
 
 from embedder import __version__
 from embedder.errors import EmbedderError
+from embedder.evaluate.cluster import dask_executor
 from embedder.evaluate.row import ROW_FORMAT, evaluate_operator
 from embedder.evaluate.runner import run_batch
 from embedder.evaluate.suite import load_operators
@@ -20,7 +21,8 @@ from embedder.evaluate.summary import groups, write_summary
 from embedder.hw.spec import load_spec
 
 
-def deepbench_command(suite: str, op_set: str, hw: str, jobs: int, out_dir: str, quick: bool, timing_only: bool) -> None:
+def deepbench_command(suite: str, op_set: str, hw: str, jobs: int, out_dir: str, quick: bool, timing_only: bool,
+                      scheduler: str | None = None) -> None:
     spec = load_spec(hw)
     operators = load_operators(suite, op_set, quick)
     if not operators:
@@ -31,7 +33,11 @@ def deepbench_command(suite: str, op_set: str, hw: str, jobs: int, out_dir: str,
     settings = {"tool": __version__, "row_format": ROW_FORMAT, "hw": spec.name, "hw_fingerprint": spec.fingerprint(),
                 "suite": suite, "set": op_set, "quick": quick, "timing_only": timing_only}
     evaluate = partial(evaluate_operator, hw=str(spec.path), timing_only=timing_only)
-    rows = run_batch(operators, evaluate, rows_path, jobs=jobs, settings=settings)
+    if scheduler:
+        with dask_executor(scheduler) as executor:
+            rows = run_batch(operators, evaluate, rows_path, settings=settings, executor=executor)
+    else:
+        rows = run_batch(operators, evaluate, rows_path, jobs=jobs, settings=settings)
     title = f"DeepBench inference: suite {suite}, set {op_set}{', quick' if quick else ''}" \
             f"{', timing only' if timing_only else ''}"
     paths = write_summary(rows, spec.config, out, title, spec.timing.dram_rate(spec.config))

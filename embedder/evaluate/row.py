@@ -152,8 +152,13 @@ def verify_shrunk(operator, embedding: Embedding | None, spec: HwSpec, measured:
 
 
 def evaluate_operator(item: SuiteOperator, hw: str, timing_only: bool, time_limit: float = 10.0) -> dict:
-    """The row of one operator (module docstring); raises on any failure (the runner records it)."""
-    spec = load_spec(hw)
+    """The row of one operator on the spec `hw` names (module docstring); raises on any failure (the runner
+    records it)."""
+    return evaluate_on(item, load_spec(hw), timing_only, time_limit)
+
+
+def evaluate_on(item: SuiteOperator, spec: HwSpec, timing_only: bool, time_limit: float = 10.0) -> dict:
+    """The row of one operator on `spec` (a loaded or derived spec: a sweep's variant)."""
     operator, nest = item.op, item.op.loop_nest()
     result = compile_operator(operator, spec, time_limit)
     chosen = result.program

@@ -26,7 +26,7 @@ import os
 import signal
 import threading
 import traceback
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
@@ -100,6 +100,7 @@ def run_key(settings: dict) -> str:
 def check_resumable(rows_path: Path, settings: dict) -> None:
     """Rows already in the directory must come from a run with the same settings (`run.json`, and each row's
     `run_key`), or resuming would mix experiments; a fresh directory records the settings."""
+    settings = json.loads(json.dumps(settings))  # as run.json will read back (tuples as lists)
     manifest = rows_path.parent / RUN_FILE
     if manifest.exists():
         try:
@@ -157,11 +158,14 @@ def evaluate_safely(evaluate: Evaluate, item: SuiteOperator) -> dict:
 
 
 def run_batch(operators: Iterable[SuiteOperator], evaluate: Evaluate, rows_path: Path, jobs: int = 1,
-              progress: bool = True, settings: dict | None = None) -> list[dict]:
+              progress: bool = True, settings: dict | None = None, executor: Executor | None = None,
+              desc: str = "deepbench") -> list[dict]:
     """Evaluate every operator without a row yet; return all rows (old and new) in operator order.
 
     Operators run largest first (most MACs) so the longest ones do not start last.  With `settings`, the run
-    resumes only into rows of the same settings (`check_resumable`).
+    resumes only into rows of the same settings (`check_resumable`).  With `executor` (a Dask client's, see
+    `evaluate.cluster`) the operators run there instead of in a local pool of `jobs` processes; rows are
+    written here, by this process only, as results arrive.
     """
     if jobs < 1:
         raise EmbedderError(f"--jobs = {jobs} must be >= 1")
@@ -170,27 +174,35 @@ def run_batch(operators: Iterable[SuiteOperator], evaluate: Evaluate, rows_path:
         if settings is not None:
             check_resumable(rows_path, settings)
         return _run_batch(list(operators), evaluate, rows_path, jobs, progress,
-                          None if settings is None else run_key(settings))
+                          None if settings is None else run_key(settings), executor, desc)
 
 
 def _run_batch(operators: list[SuiteOperator], evaluate: Evaluate, rows_path: Path, jobs: int, progress: bool,
-               key: str | None) -> list[dict]:
+               key: str | None, executor: Executor | None, desc: str) -> list[dict]:
     done = {row["key"]: row for row in read_rows(rows_path)}
     todo = sorted((item for item in operators if item.key not in done), key=lambda item: -item.op.macs)
     bar = tqdm(total=len(operators), initial=len(operators) - len(todo), disable=not progress, unit="op",
-               desc="deepbench", dynamic_ncols=True)
+               desc=desc, dynamic_ncols=True)
 
-    def record(row: dict) -> None:
+    failed = sum(row.get("status") != "ok" for row in done.values())
+
+    def record(row: dict, running: int = 0) -> None:
+        nonlocal failed
+        if row["key"] in done:  # a task a dead worker's replacement finished again: one row per key
+            return
         if key is not None:
             row = {**row, "run_key": key}
         append_row(rows_path, row)
         done[row["key"]] = row
-        bar.set_postfix_str(f"{row['key']} {row['status']}")
+        failed += row["status"] != "ok"
+        bar.set_postfix_str(f"{failed} failed, {running} running or queued; {row['key']} {row['status']}")
         bar.update()
 
     previous = signal.signal(signal.SIGTERM, _interrupt_on_sigterm) if _main_thread() else None
     try:
-        if jobs == 1:
+        if executor is not None:
+            _run_on(executor, todo, evaluate, record)
+        elif jobs == 1:
             for item in todo:
                 record(evaluate_safely(evaluate, item))
         else:
@@ -206,7 +218,23 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _run_pool(todo: list[SuiteOperator], evaluate: Evaluate, jobs: int, record: Callable[[dict], None]) -> None:
+def _run_on(executor: Executor, todo: list[SuiteOperator], evaluate: Evaluate, record) -> None:
+    """Submit every operator to an external executor (a cluster) and record results as they arrive; on an
+    interrupt or error, cancel what has not finished (the cluster's owner closes it)."""
+    pending = {executor.submit(evaluate_safely, evaluate, item): item for item in todo}
+    try:
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                pending.pop(future)
+                record(future.result(), len(pending))
+    except BaseException:
+        for future in pending:
+            future.cancel()
+        raise
+
+
+def _run_pool(todo: list[SuiteOperator], evaluate: Evaluate, jobs: int, record) -> None:
     pool = ProcessPoolExecutor(max_workers=jobs, initializer=_worker_signals)
     pending = {pool.submit(evaluate_safely, evaluate, item): item for item in todo}
     try:
@@ -215,7 +243,7 @@ def _run_pool(todo: list[SuiteOperator], evaluate: Evaluate, jobs: int, record: 
             for future in finished:
                 item = pending.pop(future)
                 try:
-                    record(future.result())
+                    record(future.result(), len(pending))
                 except BrokenProcessPool:
                     raise EmbedderError(
                         f"a worker process died (while {item.key} or another running operator was evaluated); "

@@ -54,3 +54,11 @@ def quick_then_stuck(item) -> dict:
     if item.op.macs < 100_000_000:
         time.sleep(60)
     return fake_row(item)
+
+
+def slow_row(item) -> dict:
+    """A second's work per operator: long enough for a test to kill the worker running it."""
+    import time
+
+    time.sleep(1.0)
+    return fake_row(item)
