@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 from embedder.errors import EmbedderError
 
-CONNECT_TIMEOUT = "20s"
+CONNECT_TIMEOUT = "10s"
 
 
 @contextmanager
@@ -31,7 +31,7 @@ def dask_executor(scheduler: str | None = None, workers: int | None = None):
             client = Client(scheduler, timeout=CONNECT_TIMEOUT)
         else:
             cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=logging.ERROR)
+                                   dashboard_address=":0", silence_logs=logging.ERROR)
             client = Client(cluster)
     except OSError as error:  # no scheduler at that address, or none answered in time
         raise EmbedderError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None

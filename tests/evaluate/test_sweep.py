@@ -166,3 +166,25 @@ def test_a_worker_killed_mid_sweep_loses_and_duplicates_no_row(tmp_path, cluster
     keys = [json.loads(line)["key"] for line in rows_path.read_text().splitlines()]
     assert len(keys) == 4 * len(operators) and len(set(keys)) == len(keys)
     assert all(row["status"] == "ok" for row in rows)
+
+
+def test_deepbench_runs_on_a_scheduler_too(tmp_path, cluster):
+    from click.testing import CliRunner
+
+    from cli import main
+
+    result = CliRunner().invoke(main, ["deepbench", "--suite", "gemm", "--quick", "--timing-only", "--scheduler",
+                                       cluster.address, "--out", str(tmp_path / "results")])
+    assert result.exit_code == 0, result.output
+    rows = read_rows(tmp_path / "results" / "rows.jsonl")
+    assert len(rows) == 2 and all(row["status"] == "ok" for row in rows)
+
+
+def test_an_unreachable_scheduler_is_a_one_line_error(tmp_path):
+    from click.testing import CliRunner
+
+    from cli import main
+
+    result = CliRunner().invoke(main, ["sweep", str(specs_dir() / "grids" / "pynq_default.toml"), "--quick",
+                                       "--scheduler", "tcp://127.0.0.1:9", "--out", str(tmp_path / "s")])
+    assert result.exit_code == 2 and result.stderr.startswith("error: cannot reach the Dask scheduler")
