@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import threading
 
 import click
 
@@ -37,7 +36,9 @@ class OneLineErrors(click.Group):
             sys.exit(2)
 
     def invoke(self, ctx):
-        previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt) if _in_main_thread() else None
+        from embedder.evaluate.runner import in_main_thread, interrupt_on_signal
+
+        previous = signal.signal(signal.SIGTERM, interrupt_on_signal) if in_main_thread() else None
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: every finished result is kept, nothing partial written
@@ -47,13 +48,6 @@ class OneLineErrors(click.Group):
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
 
-
-def _terminate_as_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def _in_main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
 
 
 class Seconds(click.ParamType):

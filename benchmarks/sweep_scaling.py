@@ -19,7 +19,7 @@ from embedder.evaluate.cluster import dask_executor
 from embedder.evaluate.grid import load_grid
 from embedder.evaluate.runner import run_batch
 from embedder.evaluate.suite import load_operators
-from embedder.evaluate.sweep import SweepTask, run_sweep, sweep_tasks
+from embedder.evaluate.sweep import SweepTask, plan_sweep, run_sweep
 from embedder.hw.spec import specs_dir
 
 
@@ -39,16 +39,16 @@ def main() -> None:
           f"{platform.python_version()}; sweep: {args.variants} variants x {len(operators)} operators "
           f"({', '.join(item.key for item in operators)}), timing only")
     walls = {}
+    plan = plan_sweep(grid, operators, args.variants)
     for workers in (1, 2):
         with tempfile.TemporaryDirectory() as out, dask_executor(workers=workers) as executor:
             start = time.perf_counter()
-            _, rows, _ = run_sweep(grid, operators, Path(out), executor, args.variants, progress=False)
+            rows = run_sweep(plan, Path(out), executor, progress=False)
             walls[workers] = time.perf_counter() - start
         failed = sum(row["status"] != "ok" for row in rows)
         print(f"{workers} worker(s): {len(rows)} tasks in {walls[workers]:.1f} s ({failed} failed)")
     print(f"speedup with 2 workers: {walls[1] / walls[2]:.2f}x")
-    _, tasks, _ = sweep_tasks(grid, operators, args.variants)
-    keyed = [_Numbered(tasks[0], number) for number in range(args.trivial)]
+    keyed = [_Numbered(plan.tasks[0], number) for number in range(args.trivial)]
     with tempfile.TemporaryDirectory() as out, dask_executor(workers=2) as executor:
         start = time.perf_counter()
         run_batch(keyed, trivial, Path(out) / "rows.jsonl", progress=False, executor=executor)

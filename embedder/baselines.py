@@ -46,7 +46,7 @@ from math import lcm, prod
 from embedder.baseline.reference import (ReferenceTile, reference_embedding, reference_schedule, rule_tiles,
                                          tile_problem, untuned_tile)
 from embedder.codegen.program import CompiledProgram, compile_schedule
-from embedder.errors import InfeasibleError
+from embedder.errors import InfeasibleError, ResourceError
 from embedder.hw.spec import HwSpec
 from embedder.measure import time_program
 from embedder.ops.ir import LoopNest
@@ -229,6 +229,8 @@ def compile_baselines(nest: LoopNest, spec: HwSpec, timed: int) -> dict[str, Bas
             baselines[name] = build()
         except InfeasibleError as error:
             baselines[name] = Baseline(name, None, time.perf_counter() - start, {}, skipped=f"infeasible: {error}")
+        except ResourceError as error:  # the baseline's program is too large; the embedder's may not be
+            baselines[name] = Baseline(name, None, time.perf_counter() - start, {}, skipped=f"over a limit: {error}")
     return baselines
 
 

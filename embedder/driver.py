@@ -29,7 +29,7 @@ from embedder.baselines import Baseline, compile_baselines
 from embedder.codegen.program import CompiledProgram
 from embedder.embedding.model import SolverStats, enumerate_embeddings, select_pattern
 from embedder.embedding.types import Embedding, tensor_layout
-from embedder.errors import InfeasibleError
+from embedder.errors import InfeasibleError, ResourceError
 from embedder.evaluate.metrics import Bounds, alu_bounds, bounds
 from embedder.hw.spec import HwSpec
 from embedder.ops.alu import IMMEDIATE, ElementwiseAdd, MaxPool, Relu, Requantize
@@ -126,7 +126,7 @@ def compile_operator(operator, spec: HwSpec, time_limit: float = 10.0, embedding
     for item in chosen:
         try:
             scheduled = schedule_one(item.embedding)
-        except InfeasibleError as error:
+        except (InfeasibleError, ResourceError) as error:
             tried.append({"embedding": item.describe(), "reference": item.reference, "error": str(error)})
             continue
         tried.append({"embedding": item.describe(), "pattern": item.embedding.pattern, "reference": item.reference,

@@ -11,13 +11,26 @@ from pathlib import Path
 
 
 def write_atomically(path: Path, data: bytes | str) -> None:
+    def write(temporary: Path) -> None:
+        with temporary.open("wb") as handle:
+            handle.write(data.encode() if isinstance(data, str) else data)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    replace_file(path, write)
+
+
+def replace_file(path: Path, write) -> None:
+    """`write(temporary_path)` beside `path`, then rename it over `path`.  An OSError names `path` (a full disk
+    raises from a write call that knows no file name)."""
     path = Path(path)
     temporary = path.with_name(f".{path.name}.partial")
-    with temporary.open("wb") as handle:
-        handle.write(data.encode() if isinstance(data, str) else data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    temporary.replace(path)
+    try:
+        write(temporary)
+        temporary.replace(path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise OSError(error.errno, error.strerror or str(error), str(path)) from None
 
 
 def replace_directory(path: Path, fill) -> None:

@@ -27,6 +27,8 @@ LIMITS = {
     "dram_bytes": Limit(1 << 32, "bytes"),
     # tile steps of one generated program; each emits at least one instruction
     "tile_steps": Limit(1 << 24, "tile steps"),
+    # instructions of a bundle's program, which the simulator decodes, schedules and checks one by one
+    "instructions": Limit(1 << 22, "instructions"),
     # micro-op iterations of one GEMM or ALU instruction, which the simulator expands into index arrays
     "insn_iterations": Limit(1 << 24, "micro-op iterations"),
 }

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from embedder.codegen.alu_program import compile_alu_schedule
 from embedder.codegen.program import CompiledProgram, compile_schedule
 from embedder.embedding.types import Embedding
-from embedder.errors import InfeasibleError
+from embedder.errors import InfeasibleError, ResourceError
 from embedder.hw.spec import HwSpec
 from embedder.measure import time_program
 from embedder.ops.alu_kernel import AluKernel
@@ -59,7 +59,7 @@ def time_candidates(candidates: list[Candidate], generate, spec: HwSpec, embeddi
                 continue
             try:
                 program = generate(candidate.schedule)
-            except InfeasibleError as error:
+            except (InfeasibleError, ResourceError) as error:  # a tiling over a limit is one candidate fewer
                 rejected.append(str(error))
                 continue
             generated += 1

@@ -150,3 +150,32 @@ def test_an_interrupt_stops_a_deepbench_run_promptly_and_keeps_only_whole_rows(t
     assert "Traceback" not in stderr and stderr.strip().endswith("nothing partial was written")
     lines = rows.read_text().splitlines()
     assert rows.read_text().endswith("\n") and all(json.loads(line)["status"] == "ok" for line in lines)
+
+
+def test_a_baseline_over_a_limit_leaves_the_embedders_program(monkeypatch):
+    monkeypatch.setenv("EMBED_LIMIT_TILE_STEPS", "100")  # the untuned program has 512 tile steps
+    result = run(["--op", "gemm", "--shape", "m=64,n=64,k=64", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["verified"] and report["baselines"]["untuned"]["skipped"].startswith("over a limit:")
+
+
+def test_a_bundle_with_too_many_instructions_is_refused_before_decoding(bundle, tmp_path):
+    target = mutated(bundle, tmp_path, program_text=lambda text: json.dumps(
+        {**json.loads(text), "insn": {**json.loads(text)["insn"], "count": (1 << 22) + 1}}))
+    one_line_error(run(["sim", str(target), "--out", str(tmp_path / "o")]), "EMBED_LIMIT_INSTRUCTIONS")
+
+
+def test_a_full_disk_names_the_file_being_written(bundle, tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / ".stats.json.partial").symlink_to("/dev/full")
+    one_line_error(run(["sim", str(bundle), "--out", str(out), "--timing-only"]), str(out / "stats.json"),
+                   "No space left on device")
+
+
+def test_calibrate_refuses_to_overwrite_its_own_spec(tmp_path):
+    spec = tmp_path / "mine.toml"
+    spec.write_text(load_spec().path.read_text().replace('"patterns/vta.toml"', json.dumps(str(load_spec().pattern_files[0]))))
+    log = next((ROOT / "tests" / "data" / "autotvm").iterdir())
+    one_line_error(run(["calibrate", str(log), "--hw", str(spec), "--out", str(spec)]), "the spec being calibrated")

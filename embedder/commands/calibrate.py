@@ -23,6 +23,8 @@ def calibrate_command(logs, hw: str, out_path: str, train: tuple[str, ...], name
         raise EmbedderError(f"{spec.path}: calibrate rewrites a .toml spec; write this configuration as one "
                             f"(isa_specs/README.md) and calibrate that")
     out = Path(out_path)
+    if out.resolve() == spec.path.resolve():
+        raise EmbedderError(f"{out}: --out is the spec being calibrated; write the calibrated spec elsewhere")
     _check_out(out)
     check_fit_names(names)
     records = [record for log in logs for record in read_log(Path(log))[0]]

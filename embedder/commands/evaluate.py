@@ -14,7 +14,7 @@ import click
 from embedder import __version__
 from embedder.errors import EmbedderError
 from embedder.evaluate.cluster import dask_executor
-from embedder.evaluate.row import ROW_FORMAT, evaluate_operator
+from embedder.evaluate.row import ROW_FORMAT, evaluate_on
 from embedder.evaluate.runner import run_batch
 from embedder.evaluate.suite import load_operators
 from embedder.evaluate.summary import groups, write_summary
@@ -32,7 +32,7 @@ def deepbench_command(suite: str, op_set: str, hw: str, jobs: int, out_dir: str,
     # What decides a row: rows from runs with other settings are never resumed into (evaluate.runner).
     settings = {"tool": __version__, "row_format": ROW_FORMAT, "hw": spec.name, "hw_fingerprint": spec.fingerprint(),
                 "suite": suite, "set": op_set, "quick": quick, "timing_only": timing_only}
-    evaluate = partial(evaluate_operator, hw=str(spec.path), timing_only=timing_only)
+    evaluate = partial(evaluate_on, spec=spec, timing_only=timing_only)
     if scheduler:
         with dask_executor(scheduler) as executor:
             rows = run_batch(operators, evaluate, rows_path, settings=settings, executor=executor)

@@ -8,7 +8,7 @@ import click
 from embedder.evaluate.cluster import dask_executor
 from embedder.evaluate.grid import load_grid
 from embedder.evaluate.suite import load_operators
-from embedder.evaluate.sweep import best_per_budget, run_sweep, summarise, table_rows, write_reports
+from embedder.evaluate.sweep import best_per_budget, plan_sweep, run_sweep, summarise, table_rows, write_reports
 
 
 def sweep_command(grid_path: str, suite: str, op_set: str, quick: bool, first: int | None, out_dir: str,
@@ -16,12 +16,13 @@ def sweep_command(grid_path: str, suite: str, op_set: str, quick: bool, first: i
     grid = load_grid(grid_path)
     operators = load_operators(suite, op_set, quick)
     out = Path(out_dir)
+    plan = plan_sweep(grid, operators, first, timing_only)  # every input error before a cluster starts
     with dask_executor(scheduler, workers) as executor:
-        chosen, rows, left_out = run_sweep(grid, operators, out, executor, first, timing_only)
-    title = (f"Sweep {grid.path.name}: {len(chosen)} variants x {len(operators)} operators "
+        rows = run_sweep(plan, out, executor)
+    title = (f"Sweep {grid.path.name}: {len(plan.variants)} variants x {len(operators)} operators "
              f"(suite {suite}, set {op_set}{', quick' if quick else ''}{', timing only' if timing_only else ''})")
     paths = write_reports(rows, out, title)
-    click.echo(f"{title}; {left_out} grid points left out (invalid or over a constraint)")
+    click.echo(f"{title}; {plan.left_out} grid points left out (invalid or over a constraint)")
     for budget, best in best_per_budget(summarise(table_rows(rows))):
         click.echo(f"  budget {budget:>9,} B: " + ", ".join(f"{strategy} best {summary.variant} "
                                                           f"({summary.total_cycles:,} cycles)"

@@ -33,7 +33,7 @@ def dask_executor(scheduler: str | None = None, workers: int | None = None):
             cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
                                    dashboard_address=":0", silence_logs=logging.ERROR)
             client = Client(cluster)
-    except OSError as error:  # no scheduler at that address, or none answered in time
+    except (OSError, ValueError) as error:  # no scheduler there, none answered in time, or not an address
         raise EmbedderError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
     try:
         yield client.get_executor(pure=False)

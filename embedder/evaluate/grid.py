@@ -30,8 +30,7 @@ from embedder.hw.config import HwConfig
 from embedder.hw.spec import HwSpec, load_spec
 from embedder.patterns import load_patterns
 
-VARIABLE_KEYS = ("LOG_BATCH", "LOG_BLOCK", "LOG_BLOCK_IN", "LOG_BLOCK_OUT", "LOG_UOP_BUFF_SIZE", "LOG_INP_BUFF_SIZE",
-                 "LOG_WGT_BUFF_SIZE", "LOG_ACC_BUFF_SIZE", "LOG_BUS_WIDTH")
+MAX_POINTS = 100_000  # grid points examined before any is expanded; a larger product is refused
 
 
 @dataclass(frozen=True)
@@ -83,6 +82,14 @@ def load_grid(path: str | Path) -> Grid:
     if errors:
         field = ".".join(str(part) for part in errors[0].absolute_path) or "(top level)"
         raise SpecError(f"{path}: field '{field}': {errors[0].message}")
+    vary = document["vary"]
+    if "LOG_BLOCK" in vary and {"LOG_BLOCK_IN", "LOG_BLOCK_OUT"} & set(vary):
+        raise SpecError(f"{path}: field 'vary': vary LOG_BLOCK or LOG_BLOCK_IN / LOG_BLOCK_OUT, not both")
+    points = 1
+    for values in vary.values():
+        points *= len(values)
+    if points > MAX_POINTS:
+        raise SpecError(f"{path}: field 'vary': {points:,} grid points, over the limit of {MAX_POINTS:,}")
     base = document["base"]
     if base.endswith(".toml") and not Path(base).is_absolute():
         base = str(path.parent / base)

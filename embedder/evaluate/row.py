@@ -44,7 +44,7 @@ from embedder.driver import (TIMED_TILINGS, baseline_records, compile_operator, 
 from embedder.embedding.types import Embedding, LaneGroup, same_embedding
 from embedder.errors import EmbedderError
 from embedder.evaluate.suite import SuiteOperator
-from embedder.hw.spec import HwSpec, load_spec
+from embedder.hw.spec import HwSpec
 from embedder.measure import run_and_verify
 from embedder.ops.conv2d import Conv2d
 from embedder.ops.ir import LoopNest
@@ -151,14 +151,9 @@ def verify_shrunk(operator, embedding: Embedding | None, spec: HwSpec, measured:
     return verified
 
 
-def evaluate_operator(item: SuiteOperator, hw: str, timing_only: bool, time_limit: float = 10.0) -> dict:
-    """The row of one operator on the spec `hw` names (module docstring); raises on any failure (the runner
-    records it)."""
-    return evaluate_on(item, load_spec(hw), timing_only, time_limit)
-
-
 def evaluate_on(item: SuiteOperator, spec: HwSpec, timing_only: bool, time_limit: float = 10.0) -> dict:
-    """The row of one operator on `spec` (a loaded or derived spec: a sweep's variant)."""
+    """The row of one operator on `spec` (module docstring); raises on any failure (the runner records it).  The
+    spec is the loaded object, not its path: a cluster worker on another machine needs no file of it."""
     operator, nest = item.op, item.op.loop_nest()
     result = compile_operator(operator, spec, time_limit)
     chosen = result.program

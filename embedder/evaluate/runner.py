@@ -8,6 +8,10 @@ raises is recorded as a row with status "error" and the exception, and the
 run goes on; delete its line to retry it.  Ctrl-C or SIGTERM stops the
 workers too; the rows written so far stay.
 
+With `executor` (a Dask client's, `evaluate.cluster`) the operators run on
+a cluster instead of the local pool; rows are still written here only, as
+results arrive, and a task the cluster gives up on is an error row.
+
 Integrity: a run is keyed by its settings (`settings`: spec contents,
 suite, options, tool version), kept in `run.json` beside the rows and in
 every row; a run with other settings refuses to resume into them.  One run
@@ -37,6 +41,7 @@ from tqdm import tqdm
 
 from embedder.errors import EmbedderError
 from embedder.evaluate.suite import SuiteOperator
+from embedder.files import write_atomically
 
 Evaluate = Callable[[SuiteOperator], dict]
 
@@ -89,6 +94,8 @@ def _append_bytes(path: Path, data: bytes) -> None:
         while view:
             view = view[os.write(descriptor, view):]
         os.fsync(descriptor)
+    except OSError as error:  # a full disk: the write itself knows no file name
+        raise OSError(error.errno, error.strerror, str(path)) from None
     finally:
         os.close(descriptor)
 
@@ -120,9 +127,7 @@ def check_resumable(rows_path: Path, settings: dict) -> None:
                                 f"{row.get('run_key')}, this run {key}); choose another --out")
     if not manifest.exists():
         rows_path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = manifest.with_suffix(".tmp")
-        temporary.write_text(json.dumps(settings, indent=1, sort_keys=True) + "\n")
-        temporary.replace(manifest)
+        write_atomically(manifest, json.dumps(settings, indent=1, sort_keys=True) + "\n")
 
 
 @contextmanager
@@ -188,8 +193,6 @@ def _run_batch(operators: list[SuiteOperator], evaluate: Evaluate, rows_path: Pa
 
     def record(row: dict, running: int = 0) -> None:
         nonlocal failed
-        if row["key"] in done:  # a task a dead worker's replacement finished again: one row per key
-            return
         if key is not None:
             row = {**row, "run_key": key}
         append_row(rows_path, row)
@@ -198,7 +201,7 @@ def _run_batch(operators: list[SuiteOperator], evaluate: Evaluate, rows_path: Pa
         bar.set_postfix_str(f"{failed} failed, {running} running or queued; {row['key']} {row['status']}")
         bar.update()
 
-    previous = signal.signal(signal.SIGTERM, _interrupt_on_sigterm) if _main_thread() else None
+    previous = signal.signal(signal.SIGTERM, interrupt_on_signal) if in_main_thread() else None
     try:
         if executor is not None:
             _run_on(executor, todo, evaluate, record)
@@ -214,20 +217,27 @@ def _run_batch(operators: list[SuiteOperator], evaluate: Evaluate, rows_path: Pa
     return [done[item.key] for item in operators if item.key in done]
 
 
-def _main_thread() -> bool:
+def in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
 def _run_on(executor: Executor, todo: list[SuiteOperator], evaluate: Evaluate, record) -> None:
     """Submit every operator to an external executor (a cluster) and record results as they arrive; on an
-    interrupt or error, cancel what has not finished (the cluster's owner closes it)."""
+    interrupt, cancel what has not finished (the cluster's owner closes it).  A task the cluster gave up on (it
+    killed every worker that ran it: the scheduler's retries are spent) is an error row, as a failed evaluation."""
     pending = {executor.submit(evaluate_safely, evaluate, item): item for item in todo}
     try:
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
-                pending.pop(future)
-                record(future.result(), len(pending))
+                item = pending.pop(future)
+                try:
+                    row = future.result()
+                except Exception as error:  # noqa: BLE001 -- recorded like an evaluation that raised
+                    row = {"key": item.key, "suite": item.suite, "set": item.op_set, "label": item.label,
+                           "shape": item.shape, "macs": item.op.macs, "status": "error",
+                           "error": f"{type(error).__name__}: {error}"}
+                record(row, len(pending))
     except BaseException:
         for future in pending:
             future.cancel()
@@ -275,5 +285,6 @@ def _stop_workers() -> None:
             worker.join(timeout=10)
 
 
-def _interrupt_on_sigterm(signum, frame):
+def interrupt_on_signal(signum, frame):
+    """A SIGTERM handler: stop as Ctrl-C does (the CLI installs it for every command, the runner for its own run)."""
     raise KeyboardInterrupt(f"signal {signum}")

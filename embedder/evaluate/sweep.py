@@ -16,8 +16,8 @@ rerun resumes (`runner`).  Then:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import lru_cache, partial
+from dataclasses import dataclass, field
+from functools import partial
 from math import exp, log
 from pathlib import Path
 
@@ -27,19 +27,21 @@ from embedder.evaluate.grid import Grid, Variant, base_spec, variant_spec, varia
 from embedder.evaluate.row import ROW_FORMAT, evaluate_on
 from embedder.evaluate.runner import run_batch
 from embedder.evaluate.suite import SuiteOperator
-from embedder.files import write_atomically
-from embedder.hw.spec import load_spec
+from embedder.evaluate.summary import STRATEGIES
+from embedder.files import replace_file, write_atomically
+from embedder.hw.spec import HwSpec
 
-STRATEGIES = ("untuned", "rule", "tuned", "embedder")
 COMPARED = ("tuned", "embedder")  # the fixed reference strategy, tuned as TVM tunes it, and the embedder
 
 
 @dataclass(frozen=True)
 class SweepTask:
-    """One operator on one variant; what the batch runner needs of an item (key, label, shape, MACs)."""
+    """One operator on one variant; what the batch runner needs of an item (key, label, shape, MACs).  It carries
+    the variant's spec itself (a few KiB): a worker on another machine needs no spec file."""
 
     variant: Variant
     item: SuiteOperator
+    spec: HwSpec = field(compare=False)
 
     @property
     def key(self) -> str:
@@ -66,41 +68,47 @@ class SweepTask:
         return self.item.shape
 
 
-def evaluate_task(task: SweepTask, base: str, timing_only: bool) -> dict:
+def evaluate_task(task: SweepTask, timing_only: bool) -> dict:
     """The DeepBench row of the task's operator on its variant, with the variant's name and parameters."""
-    spec = _variant_spec(base, task.variant)
-    return {**evaluate_on(task.item, spec, timing_only), "variant": task.variant.name,
+    return {**evaluate_on(task.item, task.spec, timing_only), "variant": task.variant.name,
             "operator": task.item.key, "params": task.variant.params()}
 
 
-@lru_cache(maxsize=64)
-def _variant_spec(base: str, variant: Variant):
-    """Built once per worker process and variant (loading checks every pattern on the simulator)."""
-    return variant_spec(load_spec(base), variant)
+@dataclass(frozen=True)
+class SweepPlan:
+    """What a sweep will run, decided before any cluster starts: the variants, the tasks, the run's settings."""
+
+    variants: list[Variant]
+    tasks: list[SweepTask]
+    left_out: int  # grid points that are not valid VTA configurations or are over a budget
+    settings: dict
 
 
-def sweep_tasks(grid: Grid, operators: list[SuiteOperator], first: int | None) -> tuple[list[Variant], list[SweepTask], int]:
-    chosen, left_out = variants(grid, base_spec(grid))
+def plan_sweep(grid: Grid, operators: list[SuiteOperator], first: int | None = None,
+               timing_only: bool = True) -> SweepPlan:
+    if not operators:
+        raise EmbedderError("no operators selected (check --suite, --set and --quick)")
+    base = base_spec(grid)
+    chosen, left_out = variants(grid, base)
     if first is not None:
         chosen = chosen[:first]
     if not chosen:
         raise EmbedderError(f"{grid.path}: no valid variant in the grid ({left_out} points left out)")
-    return chosen, [SweepTask(variant, item) for variant in chosen for item in operators], left_out
+    tasks = [SweepTask(variant, item, spec) for variant in chosen
+             for spec in (variant_spec(base, variant),) for item in operators]
+    # What decides a row; --variants only selects, so a rerun with more variants resumes into the same run.
+    settings = {"tool": __version__, "row_format": ROW_FORMAT, "base": base.fingerprint(),
+                "vary": sorted(grid.vary.items()), "budgets": [grid.max_onchip_bytes, grid.max_mac_units],
+                "operators": [item.key for item in operators], "timing_only": timing_only}
+    return SweepPlan(chosen, tasks, left_out, settings)
 
 
-def run_sweep(grid: Grid, operators: list[SuiteOperator], out: Path, executor, first: int | None = None,
-              timing_only: bool = True, progress: bool = True, evaluate=None) -> tuple[list[Variant], list[dict], int]:
-    """Evaluate every task not yet in OUT/rows.jsonl on `executor`; return the variants, all rows and how many grid
-    points were left out.  `evaluate` replaces the real evaluation (tests)."""
-    chosen, tasks, left_out = sweep_tasks(grid, operators, first)
-    base = base_spec(grid)
-    settings = {"tool": __version__, "row_format": ROW_FORMAT, "grid": [grid.base, base.fingerprint(),
-                sorted((name, values) for name, values in grid.vary.items()), grid.max_onchip_bytes,
-                grid.max_mac_units], "operators": [item.key for item in operators], "timing_only": timing_only}
-    evaluate = evaluate or partial(evaluate_task, base=str(base.path), timing_only=timing_only)
-    rows = run_batch(tasks, evaluate, out / "rows.jsonl", progress=progress, settings={**settings, "variants": first},
+def run_sweep(plan: SweepPlan, out: Path, executor, progress: bool = True, evaluate=None) -> list[dict]:
+    """Evaluate every task of the plan not yet in OUT/rows.jsonl on `executor`; return all its rows.  `evaluate`
+    replaces the real evaluation (tests)."""
+    evaluate = evaluate or partial(evaluate_task, timing_only=plan.settings["timing_only"])
+    return run_batch(plan.tasks, evaluate, out / "rows.jsonl", progress=progress, settings=plan.settings,
                      executor=executor, desc="sweep")
-    return chosen, rows, left_out
 
 
 def table_rows(rows: list[dict]) -> list[dict]:
@@ -125,9 +133,7 @@ def write_parquet(records: list[dict], path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    temporary = path.with_name(f".{path.name}.partial")
-    pq.write_table(pa.Table.from_pylist(records), temporary)
-    temporary.replace(path)
+    replace_file(path, lambda temporary: pq.write_table(pa.Table.from_pylist(records), temporary))
 
 
 @dataclass(frozen=True)
@@ -224,10 +230,12 @@ def _plot(summaries: list[VariantSummary], cost: str, label: str, path: Path, ti
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7, 4.5))
+    plotted = False
     for strategy, color in (("tuned", "tab:blue"), ("embedder", "tab:green")):
         points = [(getattr(s, cost), s.total_cycles, s.variant) for s in summaries if s.strategy == strategy]
         if not points:
             continue
+        plotted = True
         axes.scatter([p[0] for p in points], [p[1] for p in points], color=color, alpha=0.5, label=strategy)
         front = pareto_front(points)
         axes.plot([p[0] for p in front], [p[1] for p in front], color=color, marker="o", label=f"{strategy} Pareto front")
@@ -235,9 +243,8 @@ def _plot(summaries: list[VariantSummary], cost: str, label: str, path: Path, ti
     axes.set_ylabel("total suite cycles")
     axes.set_yscale("log")
     axes.set_title(title, fontsize=9)
-    axes.legend(fontsize=8)
+    if plotted:
+        axes.legend(fontsize=8)
     figure.tight_layout()
-    temporary = path.with_name(f".{path.stem}.partial.png")
-    figure.savefig(temporary, dpi=150)
+    replace_file(path, lambda temporary: figure.savefig(temporary, dpi=150, format="png"))
     plt.close(figure)
-    temporary.replace(path)

@@ -68,8 +68,11 @@ class HwSpec:
     pattern_files: tuple[Path, ...]
     path: Path
     # The instruction patterns, parsed and checked against their instructions once, as the spec loads (lane counts
-    # from `config`: a spec with another core shape is loaded, never `dataclasses.replace`d).
+    # from `config`: a spec derived with another core shape reloads them, as grid.variant_spec does).
     patterns: tuple = field(compare=False)
+    # A digest of the pattern files' bytes, taken as they load: the fingerprint needs no file afterwards, so a
+    # spec sent to a cluster worker on another machine still has it.
+    pattern_digest: str = field(default="", compare=False)
 
     def fingerprint(self) -> str:
         """A digest of what decides programs and cycles: configuration, timing constants, pattern files.
@@ -79,9 +82,15 @@ class HwSpec:
         """
         digest = hashlib.sha256(json.dumps([self.config.log_keys(), dataclasses.asdict(self.timing)],
                                            sort_keys=True).encode())
-        for path in self.pattern_files:
-            digest.update(path.read_bytes())
+        digest.update(self.pattern_digest.encode())
         return digest.hexdigest()[:16]
+
+
+def pattern_digest(paths) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def specs_dir() -> Path:
@@ -162,6 +171,7 @@ def load_spec(name_or_path: str | Path = DEFAULT_SPEC) -> HwSpec:
         pattern_files=tuple(pattern_files),
         path=path,
         patterns=load_patterns(tuple(pattern_files), config),
+        pattern_digest=pattern_digest(pattern_files),
     )
 
 
@@ -192,4 +202,5 @@ def load_vta_config(path: Path) -> HwSpec:
         pattern_files=base.pattern_files,
         path=path,
         patterns=load_patterns(base.pattern_files, config),
+        pattern_digest=base.pattern_digest,
     )

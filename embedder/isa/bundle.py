@@ -165,6 +165,7 @@ def read_bundle(path: str | Path) -> Bundle:
     tensors_json = program.get("tensors", [])
     _require(isinstance(tensors_json, list), program_path, "'tensors' must be a list")
     limits.check("dram_bytes", dram_path.stat().st_size, f"{dram_path}")
+    limits.check("instructions", count, f"{program_path} (insn.count)")
     dram = np.fromfile(dram_path, dtype=np.uint8)
     insn_end = offset + count * INSN_BYTES
     _require(insn_end <= dram.size, dram_path,

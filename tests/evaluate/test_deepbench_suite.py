@@ -8,7 +8,8 @@ keeps the embedder at least as fast as every baseline within the roofline.
 """
 import pytest
 
-from embedder.evaluate.row import evaluate_operator
+from embedder.evaluate.row import evaluate_on
+from embedder.hw.spec import load_spec
 from embedder.evaluate.suite import QUICK_KEYS, load_operators
 
 SLOW_OPERATORS = [item for item in load_operators("all", "all") if item.key not in QUICK_KEYS]
@@ -17,7 +18,7 @@ SLOW_OPERATORS = [item for item in load_operators("all", "all") if item.key not 
 @pytest.mark.slow
 @pytest.mark.parametrize("item", SLOW_OPERATORS, ids=[item.key for item in SLOW_OPERATORS])
 def test_operator_verifies_and_never_loses_to_a_baseline(item):
-    row = evaluate_operator(item, "pynq_1x16x16", timing_only=True)
+    row = evaluate_on(item, load_spec("pynq_1x16x16"), timing_only=True)
     assert "bit-exact" in row["verification"]
     assert row["speedup_vs_rule"] >= row["speedup_vs_tuned"] >= 1.0
     assert row["speedup_vs_untuned"] is None or row["speedup_vs_untuned"] >= row["speedup_vs_rule"]

@@ -18,7 +18,7 @@ from embedder.evaluate.cluster import dask_executor
 from embedder.evaluate.grid import base_spec, load_grid, variant_spec, variants
 from embedder.evaluate.runner import read_rows
 from embedder.evaluate.suite import load_operators
-from embedder.evaluate.sweep import pareto_front, run_sweep, write_reports
+from embedder.evaluate.sweep import pareto_front, plan_sweep, run_sweep, write_reports
 from embedder.hw.spec import specs_dir
 
 TESTS = Path(__file__).resolve().parent.parent
@@ -81,8 +81,10 @@ def test_a_tiny_sweep_on_a_local_cluster_writes_the_table_and_resumes(tmp_path):
     grid = load_grid(grid_file(tmp_path, "LOG_BATCH = [0, 1]"))
     out = tmp_path / "sweep"
     operators = smallest_operators()
+    plan = plan_sweep(grid, operators)
+    chosen = plan.variants
     with dask_executor(workers=2) as executor:
-        chosen, rows, _ = run_sweep(grid, operators, out, executor, progress=False)
+        rows = run_sweep(plan, out, executor, progress=False)
     assert len(chosen) == 2 and len(rows) == 6 and all(row["status"] == "ok" for row in rows)
     assert all(row["verification"] for row in rows)  # verified on a shrunk shape, as deepbench --timing-only
     paths = write_reports(rows, out, "tiny")
@@ -93,7 +95,7 @@ def test_a_tiny_sweep_on_a_local_cluster_writes_the_table_and_resumes(tmp_path):
     assert "Best variant per on-chip budget" in paths["sweep.md"].read_text()
     assert paths["pareto_onchip.png"].stat().st_size > 0 and paths["pareto_macs.png"].stat().st_size > 0
     with dask_executor(workers=1) as executor:  # resumes: nothing left to do
-        _, again, _ = run_sweep(grid, operators, out, executor, progress=False)
+        again = run_sweep(plan_sweep(grid, operators), out, executor, progress=False)
     assert len(read_rows(out / "rows.jsonl")) == 6 and [r["key"] for r in again] == [r["key"] for r in rows]
 
 
@@ -138,7 +140,7 @@ def cluster(tmp_path):
 def test_a_sweep_against_a_real_scheduler_with_two_workers(tmp_path, cluster):
     grid = load_grid(grid_file(tmp_path, "LOG_BATCH = [0, 1]"))
     with dask_executor(cluster.address) as executor:
-        _, rows, _ = run_sweep(grid, smallest_operators(), tmp_path / "sweep", executor, progress=False)
+        rows = run_sweep(plan_sweep(grid, smallest_operators()), tmp_path / "sweep", executor, progress=False)
     assert len(rows) == 6 and all(row["status"] == "ok" for row in rows)
 
 
@@ -160,7 +162,7 @@ def test_a_worker_killed_mid_sweep_loses_and_duplicates_no_row(tmp_path, cluster
     killer = threading.Thread(target=kill_a_worker_after_the_first_row, daemon=True)
     killer.start()
     with dask_executor(cluster.address) as executor:
-        _, rows, _ = run_sweep(grid, operators, out, executor, progress=False, evaluate=slow_row)
+        rows = run_sweep(plan_sweep(grid, operators), out, executor, progress=False, evaluate=slow_row)
     killer.join(timeout=1)
     assert cluster.workers[0].poll() is not None  # it did die
     keys = [json.loads(line)["key"] for line in rows_path.read_text().splitlines()]
@@ -188,3 +190,42 @@ def test_an_unreachable_scheduler_is_a_one_line_error(tmp_path):
     result = CliRunner().invoke(main, ["sweep", str(specs_dir() / "grids" / "pynq_default.toml"), "--quick",
                                        "--scheduler", "tcp://127.0.0.1:9", "--out", str(tmp_path / "s")])
     assert result.exit_code == 2 and result.stderr.startswith("error: cannot reach the Dask scheduler")
+
+
+@pytest.mark.parametrize("vary, message", [
+    ("LOG_BLOCK = [4]\nLOG_BLOCK_IN = [3, 4]", "vary LOG_BLOCK or LOG_BLOCK_IN / LOG_BLOCK_OUT, not both"),
+    ("LOG_BATCH = [0, 0]", "has non-unique elements"),
+    ("\n".join(f"{key} = {list(range(20))}" for key in ("LOG_BATCH", "LOG_BLOCK", "LOG_UOP_BUFF_SIZE", "LOG_INP_BUFF_SIZE",
+                                                        "LOG_WGT_BUFF_SIZE")), "3,200,000 grid points, over the limit"),
+])
+def test_grids_that_would_repeat_or_explode_are_refused_before_any_point_is_built(tmp_path, vary, message):
+    with pytest.raises(SpecError, match=message):
+        load_grid(grid_file(tmp_path, vary))
+
+
+def test_input_errors_come_before_any_cluster(tmp_path):
+    from click.testing import CliRunner
+
+    from cli import main
+
+    grid = grid_file(tmp_path, "LOG_BATCH = [0]")
+    empty = CliRunner().invoke(main, ["sweep", str(grid), "--suite", "grouped", "--quick", "--scheduler", "tcp://x:1",
+                                      "--out", str(tmp_path / "s")])
+    assert empty.exit_code == 2 and "no operators selected" in empty.stderr
+    bad = CliRunner().invoke(main, ["sweep", str(grid), "--quick", "--scheduler", "foo", "--out", str(tmp_path / "s")])
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: cannot reach the Dask scheduler at foo")
+
+
+def test_a_spec_sent_to_a_worker_needs_no_file(tmp_path):
+    """Workers on other machines get the spec object: its fingerprint reads no pattern file."""
+    import pickle
+    import shutil
+
+    from embedder.hw.spec import load_spec
+
+    copy = tmp_path / "specs"
+    shutil.copytree(specs_dir(), copy)
+    spec = load_spec(copy / "pynq_1x16x16.toml")
+    fingerprint = spec.fingerprint()
+    shutil.rmtree(copy)
+    assert pickle.loads(pickle.dumps(spec)).fingerprint() == fingerprint == load_spec().fingerprint()

@@ -3,7 +3,7 @@
 Every case must end in a result or a one-line error (`EmbedderError`, exit 2, or a click usage error), never a
 traceback; a CLI compile that succeeds must be verified bit-exactly; a mutated spec or pattern file that still loads
 must still compile a verified program.  CI runs a fixed-seed part (the derandomized profile of tests/conftest.py);
-`FUZZ_EXAMPLES=500 HYPOTHESIS_PROFILE=explore pytest tests/fuzz` runs a larger, fresh one.
+`FUZZ_EXAMPLES=1000 HYPOTHESIS_PROFILE=explore pytest tests/fuzz` runs a larger, fresh one.
 """
 from __future__ import annotations
 
