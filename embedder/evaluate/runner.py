@@ -225,19 +225,13 @@ def _run_on(executor: Executor, todo: list[SuiteOperator], evaluate: Evaluate, r
     """Submit every operator to an external executor (a cluster) and record results as they arrive; on an
     interrupt, cancel what has not finished (the cluster's owner closes it).  A task the cluster gave up on (it
     killed every worker that ran it: the scheduler's retries are spent) is an error row, as a failed evaluation."""
+    def failed(item: SuiteOperator, error: Exception) -> dict:
+        return {"key": item.key, "suite": item.suite, "set": item.op_set, "label": item.label, "shape": item.shape,
+                "macs": item.op.macs, "status": "error", "error": f"{type(error).__name__}: {error}"}
+
     pending = {executor.submit(evaluate_safely, evaluate, item): item for item in todo}
     try:
-        while pending:
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                item = pending.pop(future)
-                try:
-                    row = future.result()
-                except Exception as error:  # noqa: BLE001 -- recorded like an evaluation that raised
-                    row = {"key": item.key, "suite": item.suite, "set": item.op_set, "label": item.label,
-                           "shape": item.shape, "macs": item.op.macs, "status": "error",
-                           "error": f"{type(error).__name__}: {error}"}
-                record(row, len(pending))
+        _drain(pending, record, failed)
     except BaseException:
         for future in pending:
             future.cancel()
@@ -245,19 +239,16 @@ def _run_on(executor: Executor, todo: list[SuiteOperator], evaluate: Evaluate, r
 
 
 def _run_pool(todo: list[SuiteOperator], evaluate: Evaluate, jobs: int, record) -> None:
+    def broken(item: SuiteOperator, error: Exception) -> dict:
+        if isinstance(error, BrokenProcessPool):
+            raise EmbedderError(f"a worker process died (while {item.key} or another running operator was "
+                                f"evaluated); finished rows are saved, rerun to resume") from None
+        raise error
+
     pool = ProcessPoolExecutor(max_workers=jobs, initializer=_worker_signals)
     pending = {pool.submit(evaluate_safely, evaluate, item): item for item in todo}
     try:
-        while pending:
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                item = pending.pop(future)
-                try:
-                    record(future.result(), len(pending))
-                except BrokenProcessPool:
-                    raise EmbedderError(
-                        f"a worker process died (while {item.key} or another running operator was evaluated); "
-                        f"finished rows are saved, rerun to resume") from None
+        _drain(pending, record, broken)
     except BaseException:
         # Interrupted or broken: drop queued operators and stop the running ones (their rows are not
         # written, so a rerun redoes exactly them).
@@ -265,6 +256,20 @@ def _run_pool(todo: list[SuiteOperator], evaluate: Evaluate, jobs: int, record) 
         _stop_workers()
         raise
     pool.shutdown()
+
+
+def _drain(pending: dict, record, on_error) -> None:
+    """Record each finished future's row as it completes; `on_error(item, exception)` gives the row of a future
+    that raised (or raises itself)."""
+    while pending:
+        finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+        for future in finished:
+            item = pending.pop(future)
+            try:
+                row = future.result()
+            except Exception as error:  # noqa: BLE001 -- the executor's failure, not the evaluation's
+                row = on_error(item, error)
+            record(row, len(pending))
 
 
 def _worker_signals() -> None:
