@@ -12,11 +12,26 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 from contextlib import contextmanager
 
 from embedder.errors import EmbedderError
 
 CONNECT_TIMEOUT = "10s"
+
+
+def _local_cluster(local_cluster, workers: int):
+    """Worker processes that ignore Ctrl-C (they inherit the disposition): the terminal's Ctrl-C reaches the whole
+    process group, and the client, not each worker, stops the run and closes the cluster."""
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
+    try:
+        return local_cluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                             silence_logs=logging.ERROR)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 @contextmanager
@@ -30,8 +45,7 @@ def dask_executor(scheduler: str | None = None, workers: int | None = None):
         if scheduler:
             client = Client(scheduler, timeout=CONNECT_TIMEOUT)
         else:
-            cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                                   dashboard_address=":0", silence_logs=logging.ERROR)
+            cluster = _local_cluster(LocalCluster, workers or os.cpu_count() or 1)
             client = Client(cluster)
     except (OSError, ValueError) as error:  # no scheduler there, none answered in time, or not an address
         raise EmbedderError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
