@@ -1,4 +1,4 @@
-"""Fuzzing the four ways input reaches the tool: CLI arguments, spec and pattern files, bundles, rows files.
+"""Fuzzing the ways input reaches the tool: CLI arguments, spec and pattern files, bundles, rows files, sweep grids.
 
 Every case must end in a result or a one-line error (`EmbedderError`, exit 2, or a click usage error), never a
 traceback; a CLI compile that succeeds must be verified bit-exactly; a mutated spec or pattern file that still loads
@@ -218,3 +218,27 @@ def test_rows_files_are_read_or_named_errors(tmp_path_factory, lines, newline_at
         return
     assert all(isinstance(row, dict) and isinstance(row["key"], str) for row in rows)
     assert path.read_bytes() == b"" or path.read_bytes().endswith(b"\n")  # repaired: the next row starts a line
+
+
+GRID_TEXT = (Path(__file__).resolve().parents[2] / "isa_specs" / "grids" / "pynq_default.toml").read_text()
+
+
+@FUZZ
+@given(grid=mutations(GRID_TEXT))
+def test_mutated_grid_files_plan_or_are_one_line_errors(tmp_path_factory, grid):
+    """A grid that loads plans a sweep of valid, distinct variants within its budgets; anything else is one line."""
+    from embedder.evaluate.grid import load_grid
+    from embedder.evaluate.suite import load_operators
+    from embedder.evaluate.sweep import plan_sweep
+
+    path = tmp_path_factory.mktemp("grid") / "grid.toml"
+    path.write_text(grid, encoding="utf-8", errors="surrogateescape")
+    operators = load_operators("gemm", "device", quick=True)
+    try:
+        plan = plan_sweep(load_grid(path), operators)
+    except EmbedderError as error:
+        assert "\n" not in str(error)
+        return
+    names = [variant.name for variant in plan.variants]
+    assert len(set(names)) == len(names) and len(plan.tasks) == len(names) * len(operators)
+    assert all(task.spec.config == task.variant.config for task in plan.tasks)
