@@ -20,6 +20,7 @@ import itertools
 import json
 import tomllib
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
@@ -49,7 +50,7 @@ class Variant:
     name: str
     keys: tuple[tuple[str, int], ...]  # the LOG_* keys, sorted (hashable, picklable to cluster workers)
 
-    @property
+    @cached_property
     def config(self) -> HwConfig:
         return HwConfig.from_log_keys(dict(self.keys), name=self.name)
 

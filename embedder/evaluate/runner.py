@@ -104,7 +104,7 @@ def run_key(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def check_resumable(rows_path: Path, settings: dict) -> None:
+def check_resumable(rows_path: Path, rows: list[dict], settings: dict) -> None:
     """Rows already in the directory must come from a run with the same settings (`run.json`, and each row's
     `run_key`), or resuming would mix experiments; a fresh directory records the settings."""
     settings = json.loads(json.dumps(settings))  # as run.json will read back (tuples as lists)
@@ -121,7 +121,7 @@ def check_resumable(rows_path: Path, settings: dict) -> None:
             raise EmbedderError(f"{rows_path.parent}: holds a run with other settings ({'; '.join(differ)}); "
                                 f"choose another --out")
     key = run_key(settings)
-    for number, row in enumerate(read_rows(rows_path), start=1):
+    for number, row in enumerate(rows, start=1):
         if row.get("run_key") != key:
             raise EmbedderError(f"{rows_path}: row {number} ({row.get('key')}) is from another run (run key "
                                 f"{row.get('run_key')}, this run {key}); choose another --out")
@@ -176,15 +176,16 @@ def run_batch(operators: Iterable[SuiteOperator], evaluate: Evaluate, rows_path:
         raise EmbedderError(f"--jobs = {jobs} must be >= 1")
     rows_path.parent.mkdir(parents=True, exist_ok=True)
     with exclusive(rows_path):
+        rows = read_rows(rows_path)
         if settings is not None:
-            check_resumable(rows_path, settings)
-        return _run_batch(list(operators), evaluate, rows_path, jobs, progress,
+            check_resumable(rows_path, rows, settings)
+        return _run_batch(list(operators), evaluate, rows_path, rows, jobs, progress,
                           None if settings is None else run_key(settings), executor, desc)
 
 
-def _run_batch(operators: list[SuiteOperator], evaluate: Evaluate, rows_path: Path, jobs: int, progress: bool,
-               key: str | None, executor: Executor | None, desc: str) -> list[dict]:
-    done = {row["key"]: row for row in read_rows(rows_path)}
+def _run_batch(operators: list[SuiteOperator], evaluate: Evaluate, rows_path: Path, rows: list[dict], jobs: int,
+               progress: bool, key: str | None, executor: Executor | None, desc: str) -> list[dict]:
+    done = {row["key"]: row for row in rows}
     todo = sorted((item for item in operators if item.key not in done), key=lambda item: -item.op.macs)
     bar = tqdm(total=len(operators), initial=len(operators) - len(todo), disable=not progress, unit="op",
                desc=desc, dynamic_ncols=True)
